@@ -1,0 +1,1 @@
+"""omniembed.index: FAISS vectors under stable ids, a SQLite metadata store, crash-safe persistence."""

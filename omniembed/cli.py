@@ -1,0 +1,36 @@
+"""The `omniembed` console script: one subcommand per stage, each delegating to a module's `main(argv)`.
+
+Subcommands import their module lazily so `omniembed --help` is instant and the serving commands
+never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module with main(argv), one-line help). Add a stage by adding a row.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("omniembed.data.synth", "generate the synthetic multimodal world (media + manifest.jsonl)"),
+    "tokenizers": ("omniembed.tokenization.train", "train the text BPE, image VQ-VAE and audio VQ tokenizers"),
+    "demo": ("omniembed.demo", "run the main job end to end on the embedded defaults"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="omniembed", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=sorted(SUBCOMMANDS), help="stage to run")
+    parser.epilog = "\n".join(f"  {name:12s} {help_}" for name, (_, help_) in sorted(SUBCOMMANDS.items()))
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    args = parser.parse_args(argv[:1])
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""omniembed.serve: the gRPC service and its Python client."""

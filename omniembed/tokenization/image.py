@@ -1,0 +1,135 @@
+"""`ImageTokenizer`: a VQ-VAE that turns an RGB image into image_grid**2 discrete codes and back.
+
+Pixels -> preprocess (resize policy to image_size square, [0, 1]) -> conv encoder (one stride-2 stage per
+halving from image_size to image_grid) -> VectorQuantizer per grid cell -> conv decoder -> sigmoid pixels.
+Codes are read row-major over the grid: code i covers cell (i // grid, i % grid).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from omniembed.errors import MediaError
+from omniembed.tokenization.config import TokenizerConfig
+from omniembed.tokenization.vq import VectorQuantizer, reconstruction_loss
+
+
+class ResBlock2d(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.GELU(), nn.Conv2d(width, width, 3, padding=1),
+                                  nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def build_encoder(widths: Sequence[int], code_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1)]
+    prev = widths[0]
+    for w in widths:
+        layers += [nn.GELU(), nn.Conv2d(prev, w, 4, stride=2, padding=1), ResBlock2d(w)]  # halves H and W
+        prev = w
+    layers += [nn.GELU(), nn.Conv2d(prev, code_dim, 1)]
+    return nn.Sequential(*layers)
+
+
+def build_decoder(widths: Sequence[int], code_dim: int) -> nn.Sequential:
+    rev = list(widths)[::-1]
+    layers: list[nn.Module] = [nn.Conv2d(code_dim, rev[0], 3, padding=1), ResBlock2d(rev[0])]
+    for w, nxt in zip(rev, rev[1:] + [rev[-1]]):
+        layers += [nn.GELU(), nn.ConvTranspose2d(w, nxt, 4, stride=2, padding=1), ResBlock2d(nxt)]  # doubles H, W
+    layers += [nn.GELU(), nn.Conv2d(rev[-1], 3, 3, padding=1), nn.Sigmoid()]
+    return nn.Sequential(*layers)
+
+
+def to_square(img: Image.Image, size: int, policy: str) -> Image.Image:
+    """Resize policy: "stretch" ignores aspect; "crop" keeps the centre square; "pad" letterboxes on black."""
+    w, h = img.size
+    if policy == "crop":
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    elif policy == "pad" and w != h:
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side))
+        canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+        img = canvas
+    return img.resize((size, size), Image.BICUBIC) if img.size != (size, size) else img
+
+
+class ImageTokenizer(nn.Module):
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        self.config = config
+        self.grid = config.image_grid
+        self.encoder = build_encoder(config.image_widths, config.image_code_dim)
+        self.quantizer = VectorQuantizer(config.image_codebook, config.image_code_dim, beta=config.vq_beta,
+                                         decay=config.vq_decay, dead_after=config.vq_dead_after)
+        self.decoder = build_decoder(config.image_widths, config.image_code_dim)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.image_codebook
+
+    @property
+    def tokens_per_image(self) -> int:
+        return self.config.tokens_per_image
+
+    def preprocess(self, pixels: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """(H, W, 3) uint8 array, or a list of them (sizes may differ) -> float (B, 3, S, S) in [0, 1]."""
+        batch = [pixels] if isinstance(pixels, np.ndarray) else list(pixels)
+        out = np.empty((len(batch), self.config.image_size, self.config.image_size, 3), dtype=np.float32)
+        for i, arr in enumerate(batch):
+            arr = np.asarray(arr)
+            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
+                raise MediaError(f"pixels[{i}]", f"expected an (H, W, 3) uint8 array, got {arr.dtype} {arr.shape}")
+            img = to_square(Image.fromarray(arr), self.config.image_size, self.config.image_resize)
+            out[i] = np.asarray(img, dtype=np.float32) / 255.0
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()  # (B, 3, S, S)
+
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(x)  # (B, D, g, g)
+        return z.permute(0, 2, 3, 1)  # (B, g, g, D)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) float in [0, 1] -> (B, grid * grid) int64 codes, row-major."""
+        codes = self.quantizer.lookup(self.encode_latent(x))  # (B, g, g)
+        return codes.flatten(1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, grid * grid) int64 -> (B, 3, S, S) float in [0, 1]."""
+        if codes.dim() != 2 or codes.shape[1] != self.tokens_per_image:
+            raise ValueError(f"image codes: expected (B, {self.tokens_per_image}), got {tuple(codes.shape)}")
+        z_q = self.quantizer.embed(codes).reshape(codes.shape[0], self.grid, self.grid, -1)  # (B, g, g, D)
+        return self.decoder(z_q.permute(0, 3, 1, 2))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def encode_pixels(self, pixels: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """Convenience for callers holding decoded images: preprocess then encode."""
+        return self.encode(self.preprocess(pixels))
+
+    def forward(self, x: torch.Tensor, autocast: bool = False):
+        """Training pass: (B, 3, S, S) -> (reconstruction, codes (B, g*g), commitment loss). The quantiser
+        always runs in fp32; `autocast` runs the conv stacks in bf16."""
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            z = self.encode_latent(x)
+        z_q, codes, commitment = self.quantizer(z.float())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            recon = self.decoder(z_q.permute(0, 3, 1, 2))
+        return recon.float(), codes.flatten(1), commitment
+
+    def loss(self, x: torch.Tensor, autocast: bool = False):
+        """(loss to backpropagate, reconstruction MSE, codes) for one training batch."""
+        recon, codes, commitment = self(x, autocast=autocast)
+        loss, mse = reconstruction_loss(recon, x, commitment)
+        return loss, mse, codes

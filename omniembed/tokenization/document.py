@@ -18,6 +18,7 @@ interface (numpy in and out) can use this module too.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
@@ -241,6 +242,8 @@ class DocumentTokenizer:
         if expected is not None and sample_rate is not None and int(sample_rate) != expected:
             raise DocumentError(f"segment {index}: audio at {sample_rate} Hz, the audio tokenizer expects "
                                 f"{expected} Hz (decode media with omniembed.media to resample)")
+        if len(wave) == 0:  # an empty track is an empty <audio></audio> block, which decodes back to itself
+            return np.zeros(0, dtype=np.int64)
         with _no_grad():
             codes = self.audio.encode_one(_as_input(wave, self.audio))  # (M,)
         return _codes_1d(codes, f"segment {index} audio tokenizer output")
@@ -372,6 +375,51 @@ class _Parser:
         if pos >= self.stop:
             return "the end of the stream"
         return f"{self.v.token_str(self.ids[pos])} at position {pos}"
+
+
+# ---- manifest records -> segments -------------------------------------------------------------------------
+def from_record(record: Any, *, base_dir: str | os.PathLike | None = None, sample_rate: int | None = None,
+                caption: int = 0) -> list[Segment] | dict[str, list[Segment]]:
+    """Decode a manifest record's media into segments.
+
+    A document record gives its segments in order. An item record gives one encodable segment list per view:
+    {"text": [TextSegment(captions[caption % n])], "image": [ImageSegment], "audio": [...], "video": [...]}.
+    `record` is an `omniembed.data.manifest` Item/Document, or a raw JSON dict (relative paths resolve against
+    `base_dir`). Audio is decoded at `sample_rate` (default: the project's one rate, omniembed.media.SAMPLE_RATE).
+    Media that fail to decode raise MediaError naming the file.
+    """
+    from omniembed.data.manifest import Document, Item, parse_record
+    from omniembed.media import SAMPLE_RATE
+
+    if isinstance(record, dict):
+        if base_dir is None:
+            raise DocumentError(f"record {record.get('id')!r} is a raw dict: pass base_dir to resolve its media paths")
+        record = parse_record(record, base_dir=base_dir)
+    rate = SAMPLE_RATE if sample_rate is None else sample_rate
+    if isinstance(record, Document):
+        return [TextSegment(s.text) if s.media is None else _media_segment(s.media, rate) for s in record.segments]
+    if isinstance(record, Item):
+        views: dict[str, list[Segment]] = {}
+        if record.texts:
+            views["text"] = [TextSegment(record.texts[caption % len(record.texts)])]
+        for name, media in record.media.items():
+            views[name] = [_media_segment(media, rate)]
+        return views
+    raise DocumentError(f"from_record expects a manifest Item, Document or dict, got {type(record).__name__}")
+
+
+def _media_segment(media: Any, sample_rate: int) -> Segment:
+    from omniembed.media import decode_audio, decode_image, decode_video
+
+    # a local path goes in as a path so the decoder's error names the file
+    src = media.source if media.data is None and not media.is_url else media.read_bytes()
+    if media.modality == "image":
+        return ImageSegment(decode_image(src))
+    if media.modality == "audio":
+        return AudioSegment(decode_audio(src, sample_rate=sample_rate), sample_rate)
+    if media.modality == "video":
+        return VideoSegment.from_video(decode_video(src))
+    raise DocumentError(f"{media.source}: unknown media modality {media.modality!r}")
 
 
 # ---- pure helpers ---------------------------------------------------------------------------------------

@@ -165,6 +165,13 @@ def test_several_mixed_segments_round_trip_in_order_with_embed_token(doc_tok):
     assert decoded[2].text == "and sounds like" and decoded[-1].text == "the end"
 
 
+def test_empty_audio_is_an_empty_audio_block_that_round_trips(doc_tok):
+    v = doc_tok.vocab
+    ids, decoded = _roundtrip(doc_tok, [AudioSegment(np.zeros(0, np.float32), _rate(doc_tok))], bos=False, eos=False)
+    assert ids == [v.special("<audio>"), v.special("</audio>")]
+    assert len(decoded[0].codes) == 0 and decoded[0].mel is None
+
+
 def test_trailing_padding_is_ignored_by_decode(doc_tok):
     ids = doc_tok.encode([TextSegment("a blue square")]) + [doc_tok.vocab.special("<pad>")] * 5
     assert doc_tok.decode(ids) == [TextSegment("a blue square")]

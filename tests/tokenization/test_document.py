@@ -304,3 +304,35 @@ def test_segments_needing_a_missing_tokenizer_raise(doc_tok):
         text_only.encode([ImageSegment(_image(5))])
     with pytest.raises(DocumentError, match="needs an audio tokenizer"):
         text_only.encode([AudioSegment(_wave(doc_tok, 0.1), _rate(doc_tok))])
+
+
+def test_random_mixed_documents_round_trip_through_ids_and_back_to_the_same_codes(doc_tok):
+    rng = np.random.default_rng(7)
+    words = ["red", "circle", "moves", "🙂", "数据", " ", "\n", "café"]
+    for _ in range(12):
+        segments = []
+        for _ in range(rng.integers(1, 6)):
+            kind = rng.choice(["text", "image", "audio", "video"])
+            if kind == "text":
+                segments.append(TextSegment(" ".join(rng.choice(words, rng.integers(1, 5)))))
+            elif kind == "image":
+                segments.append(ImageSegment(_image(int(rng.integers(1 << 30)), *rng.integers(4, 24, 2))))
+            elif kind == "audio":
+                segments.append(AudioSegment(_wave(doc_tok, float(rng.uniform(0.01, 0.4))), _rate(doc_tok)))
+            else:
+                segments.append(_video(doc_tok, int(rng.integers(0, 4)), 2.0, audio=bool(rng.integers(2))))
+        ids, decoded = _roundtrip(doc_tok, segments, embed=bool(rng.integers(2)))
+        media = [s for s in segments if not isinstance(s, TextSegment)]
+        assert [s.kind for s in decoded if s.kind != "text"] == [s.kind for s in media]
+        for seg, dec in zip(media, [s for s in decoded if s.kind != "text"]):
+            if isinstance(seg, VideoSegment):
+                assert len(dec.frame_codes) == len(seg.frames) and np.allclose(dec.times, seg.times)
+                assert (dec.audio_codes is None) == (seg.audio is None)
+
+
+def test_frame_times_past_the_last_time_bucket_clamp_to_it(doc_tok):
+    v = doc_tok.vocab  # 16 buckets of 0.5 s: the last starts at 7.5 s
+    video = VideoSegment(np.zeros((2, 8, 8, 3), np.uint8), np.array([7.0, 20.0]))
+    (dec,) = doc_tok.decode(doc_tok.encode([video]), reconstruct=False)
+    assert dec.times.tolist() == [7.0, 7.5]
+    assert v.time_token(20.0) == v.special("<t15>")

@@ -379,14 +379,15 @@ class _Parser:
 
 # ---- manifest records -> segments -------------------------------------------------------------------------
 def from_record(record: Any, *, base_dir: str | os.PathLike | None = None, sample_rate: int | None = None,
-                caption: int = 0) -> list[Segment] | dict[str, list[Segment]]:
+                video_fps: float = 2.0, caption: int = 0) -> list[Segment] | dict[str, list[Segment]]:
     """Decode a manifest record's media into segments.
 
     A document record gives its segments in order. An item record gives one encodable segment list per view:
     {"text": [TextSegment(captions[caption % n])], "image": [ImageSegment], "audio": [...], "video": [...]}.
     `record` is an `omniembed.data.manifest` Item/Document, or a raw JSON dict (relative paths resolve against
-    `base_dir`). Audio is decoded at `sample_rate` (default: the project's one rate, omniembed.media.SAMPLE_RATE).
-    Media that fail to decode raise MediaError naming the file.
+    `base_dir`). Audio (and video soundtracks) are decoded at `sample_rate` (default: the project's one rate,
+    omniembed.media.SAMPLE_RATE); video frames are sampled at `video_fps`. Media that fail to decode raise
+    MediaError naming the file.
     """
     from omniembed.data.manifest import Document, Item, parse_record
     from omniembed.media import SAMPLE_RATE
@@ -397,18 +398,19 @@ def from_record(record: Any, *, base_dir: str | os.PathLike | None = None, sampl
         record = parse_record(record, base_dir=base_dir)
     rate = SAMPLE_RATE if sample_rate is None else sample_rate
     if isinstance(record, Document):
-        return [TextSegment(s.text) if s.media is None else _media_segment(s.media, rate) for s in record.segments]
+        return [TextSegment(s.text) if s.media is None else _media_segment(s.media, rate, video_fps)
+                for s in record.segments]
     if isinstance(record, Item):
         views: dict[str, list[Segment]] = {}
         if record.texts:
             views["text"] = [TextSegment(record.texts[caption % len(record.texts)])]
         for name, media in record.media.items():
-            views[name] = [_media_segment(media, rate)]
+            views[name] = [_media_segment(media, rate, video_fps)]
         return views
     raise DocumentError(f"from_record expects a manifest Item, Document or dict, got {type(record).__name__}")
 
 
-def _media_segment(media: Any, sample_rate: int) -> Segment:
+def _media_segment(media: Any, sample_rate: int, video_fps: float) -> Segment:
     from omniembed.media import decode_audio, decode_image, decode_video
 
     # a local path goes in as a path so the decoder's error names the file
@@ -418,7 +420,7 @@ def _media_segment(media: Any, sample_rate: int) -> Segment:
     if media.modality == "audio":
         return AudioSegment(decode_audio(src, sample_rate=sample_rate), sample_rate)
     if media.modality == "video":
-        return VideoSegment.from_video(decode_video(src))
+        return VideoSegment.from_video(decode_video(src, fps=video_fps, sample_rate=sample_rate))
     raise DocumentError(f"{media.source}: unknown media modality {media.modality!r}")
 
 

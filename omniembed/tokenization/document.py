@@ -152,6 +152,15 @@ class DocumentTokenizer:
         self._img, self._img_end, self._aud, self._aud_end = sp("<image>"), sp("</image>"), sp("<audio>"), sp("</audio>")
         self._vid, self._vid_end, self._frame = sp("<video>"), sp("</video>"), sp("<frame>")
 
+    @classmethod
+    def from_tokenizers(cls, text_tokenizer: TextTokenizer, image_tokenizer: Any, audio_tokenizer: Any, *,
+                        time_buckets: int = 64, time_step: float = 0.5, **kwargs) -> "DocumentTokenizer":
+        """Build the Vocabulary from the tokenizers' real sizes (never from config, which may differ from what
+        BPE training produced), then the document tokenizer; `kwargs` go to __init__."""
+        vocab = Vocabulary(text_tokenizer.vocab_size, int(image_tokenizer.codebook_size),
+                           int(audio_tokenizer.codebook_size), time_buckets=time_buckets, time_step=time_step)
+        return cls(vocab, text_tokenizer, image_tokenizer, audio_tokenizer, **kwargs)
+
     @property
     def tokens_per_image(self) -> int | None:
         return None if self.image is None else int(self.image.tokens_per_image)

@@ -298,6 +298,14 @@ def test_mismatched_vocabulary_and_tokenizers_are_config_errors(doc_tok):
         DocumentTokenizer(Vocabulary(v.text_size, 64, v.audio_codebook), doc_tok.text, doc_tok.image)
 
 
+def test_from_tokenizers_sizes_the_vocabulary_from_the_tokenizers(doc_tok):
+    built = DocumentTokenizer.from_tokenizers(doc_tok.text, doc_tok.image, doc_tok.audio, time_buckets=16,
+                                              video_fps=2.0)
+    assert built.vocab == doc_tok.vocab
+    segments = [TextSegment("a red circle"), ImageSegment(_image(6))]
+    assert built.encode(segments) == doc_tok.encode(segments)
+
+
 def test_segments_needing_a_missing_tokenizer_raise(doc_tok):
     text_only = DocumentTokenizer(doc_tok.vocab, doc_tok.text)
     with pytest.raises(DocumentError, match="needs an image tokenizer"):

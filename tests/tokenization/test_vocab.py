@@ -165,3 +165,15 @@ def test_token_str_reads_back_markers_and_modality_codes(vocab):
     assert vocab.token_str(vocab.image_id(7)) == "image:7"
     assert vocab.token_str(vocab.text_id(0)) == "text:0"
     assert BASE_SPECIALS[0] == "<pad>"
+
+
+def test_vocabulary_text_and_document_modules_import_without_torch():
+    # the serving path (omniembed.runtime) maps ids without a training framework in the image
+    import subprocess
+    import sys
+
+    code = ("import sys; import omniembed.tokenization.vocab, omniembed.tokenization.text, "
+            "omniembed.tokenization.document; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

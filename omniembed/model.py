@@ -1,0 +1,383 @@
+"""The trunk: one decoder-only transformer over the unified vocabulary, with two heads.
+
+- next-token head (`forward_lm`): causal language modelling over every modality's ids, tied to the input
+  embedding by default; also drives greedy `generate` (captions).
+- Matryoshka embedding head (`embed`): pool the trunk's last hidden states, project to max(embed_dims),
+  L2-normalise; any prefix of the vector, re-normalised, is itself an embedding.
+
+Stability recipe from Chameleon: RMSNorm everywhere, QK-norm inside attention, z-loss (in losses.py).
+The embedding pass may run the same weights with a bidirectional mask (GritLM).
+
+Padding: `pad_mask` is (B, T) bool, True on real tokens. Pads never act as keys, and RoPE positions count
+real tokens only, so a sequence's outputs do not depend on how much padding surrounds it, left or right.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from omniembed.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
+POOLINGS = ("last", "mean")
+EMBED_ATTENTIONS = ("causal", "bidirectional")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0  # from Vocabulary.size; 0 means "not set yet" and fails validation
+    pad_id: int = 0
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    ffn_mult: float = 8 / 3  # SwiGLU hidden = ffn_mult * d_model, rounded up to a multiple of 16
+    max_len: int = 256
+    embed_dims: tuple[int, ...] = (16, 32, 64)
+    pooling: str = "last"
+    embed_attention: str = "bidirectional"
+    dropout: float = 0.0
+    tie_embeddings: bool = True
+    z_loss_weight: float = 1e-4
+    init_std: float = 0.02
+    rope_theta: float = 10000.0
+    init_temperature: float = 0.07
+    learn_temperature: bool = True
+
+    def __post_init__(self):
+        self.embed_dims = tuple(int(d) for d in self.embed_dims)
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(key, why):
+            raise ConfigError(f"model config {key}={getattr(self, key)!r}: {why}")
+
+        if self.vocab_size < 0:
+            bad("vocab_size", "must be positive (Vocabulary.size)")
+        if self.vocab_size and not 0 <= self.pad_id < self.vocab_size:
+            bad("pad_id", f"must be an id in [0, {self.vocab_size})")
+        if self.d_model <= 0 or self.n_heads <= 0 or self.d_model % self.n_heads:
+            bad("d_model", f"must be a positive multiple of n_heads={self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            bad("n_heads", "head size d_model/n_heads must be even for RoPE")
+        if self.n_layers <= 0 or self.max_len <= 0:
+            bad("n_layers" if self.n_layers <= 0 else "max_len", "must be positive")
+        dims = self.embed_dims
+        if not dims or any(d <= 0 for d in dims) or list(dims) != sorted(set(dims)):
+            bad("embed_dims", "must be a non-empty strictly increasing tuple of positive ints")
+        if self.pooling not in POOLINGS:
+            bad("pooling", f"must be one of {POOLINGS}")
+        if self.embed_attention not in EMBED_ATTENTIONS:
+            bad("embed_attention", f"must be one of {EMBED_ATTENTIONS}")
+        if not 0.0 <= self.dropout < 1.0:
+            bad("dropout", "must be in [0, 1)")
+        if self.init_temperature <= 0:
+            bad("init_temperature", "must be positive")
+
+    def require_vocab(self) -> None:
+        if self.vocab_size <= 0:
+            raise ConfigError("model config vocab_size is not set: pass Vocabulary.size (e.g. vocab_size=...)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def ffn_hidden(self) -> int:
+        return 16 * math.ceil(self.ffn_mult * self.d_model / 16)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["embed_dims"] = list(self.embed_dims)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "model config") -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown keys {unknown}; known keys are {sorted(known)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:  # e.g. a list where a number belongs
+            raise ConfigError(f"{source}: {exc}") from exc
+
+
+def load_model_config(name_or_path: str | Path, **overrides) -> ModelConfig:
+    """A named size (`tiny`, `small`, `base` from configs/model/) or a YAML path, with keyword overrides."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"model config {str(name_or_path)!r}: no such file {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    data.update(overrides)
+    return ModelConfig.from_dict(data, source=str(path))
+
+
+# ---- pure helpers -----------------------------------------------------------------------------------
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, each (max_len, head_dim // 2)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, hd) by per-token angles; cos/sin are (B, 1, T, hd/2). Half-split pairing."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
+def positions_from_mask(pad_mask: torch.Tensor, start: torch.Tensor | int = 0) -> torch.Tensor:
+    """Position of each token counted over real tokens only, so padding never shifts RoPE. (B, T)."""
+    return (pad_mask.long().cumsum(dim=1) - 1).clamp(min=0) + start
+
+
+def attention_mask(pad_mask: torch.Tensor, causal: bool) -> torch.Tensor:
+    """(B, 1, T, T) bool, True = may attend. Pads are never keys; every query keeps its own key so a pad
+    query's softmax is defined (its output is ignored)."""
+    B, T = pad_mask.shape
+    allowed = pad_mask[:, None, None, :].expand(B, 1, T, T)
+    if causal:
+        allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=pad_mask.device).tril()
+    return allowed | torch.eye(T, dtype=torch.bool, device=pad_mask.device)
+
+
+# ---- modules ----------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # in fp32: under bf16 autocast the mean of squares is too coarse in an 8-bit mantissa
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.head_dim, self.dropout = cfg.n_heads, cfg.head_dim, cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        # QK-norm (Chameleon): bounds the attention logits so mixed-modality training does not diverge
+        self.q_norm = RMSNorm(cfg.head_dim)
+        self.k_norm = RMSNorm(cfg.head_dim)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cos, sin, mask, cache: dict | None = None):
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).unbind(dim=2)  # each (B, T, H, hd)
+        q = apply_rope(self.q_norm(q).transpose(1, 2), cos, sin)  # (B, H, T, hd)
+        k = apply_rope(self.k_norm(k).transpose(1, 2), cos, sin)
+        v = v.transpose(1, 2)
+        if cache is not None:
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)  # (B, H, T_past + T, hd)
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        return self.resid_drop(self.out(y))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.ffn_hidden, bias=False)
+        self.down = nn.Linear(cfg.ffn_hidden, cfg.d_model, bias=False)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.drop(self.down(F.silu(gate) * up))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.mlp_norm = RMSNorm(cfg.d_model)
+        self.mlp = SwiGLU(cfg)
+
+    def forward(self, x, cos, sin, mask, cache=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class OmniModel(nn.Module):
+    """The early-fusion trunk with its next-token and Matryoshka embedding heads."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg.require_vocab()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.embed_head = nn.Linear(cfg.d_model, max(cfg.embed_dims), bias=False)
+        # CLIP-style learnable temperature, kept as a log so it stays positive; shape (1,) not () because
+        # FSDP2 cannot shard 0-d parameters
+        self.log_temperature = nn.Parameter(
+            torch.tensor([math.log(cfg.init_temperature)]), requires_grad=cfg.learn_temperature
+        )
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            # scale the residual-stream projections by depth, per GPT-2, so the residual variance stays put
+            if name.endswith(("attn.out.weight", "mlp.down.weight")):
+                nn.init.normal_(p, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.cfg.init_std)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def temperature(self) -> torch.Tensor:
+        # floor at 0.01 as CLIP caps its logit scale at 100: a runaway scale destabilises training
+        return self.log_temperature.exp().clamp(min=0.01).squeeze(0)  # () scalar
+
+    # ---- the trunk ----------------------------------------------------------------------------------
+
+    def _check(self, ids: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
+        if ids.dim() != 2:
+            raise ValueError(f"ids must be (batch, seq) token ids, got shape {tuple(ids.shape)}")
+        if ids.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence of {ids.shape[1]} tokens exceeds max_len={self.cfg.max_len}")
+        if pad_mask is None:
+            return ids != self.cfg.pad_id
+        if pad_mask.shape != ids.shape:
+            raise ValueError(f"pad_mask shape {tuple(pad_mask.shape)} differs from ids shape {tuple(ids.shape)}")
+        return pad_mask.bool()
+
+    def _trunk(self, ids, positions, mask, caches=None) -> torch.Tensor:
+        cos = self.rope_cos[positions].unsqueeze(1)  # (B, 1, T, hd/2)
+        sin = self.rope_sin[positions].unsqueeze(1)
+        x = self.drop(self.tok_emb(ids))  # (B, T, D)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, mask, None if caches is None else caches[i])
+        return self.norm(x)
+
+    def hidden(self, ids, pad_mask=None, causal: bool = True) -> torch.Tensor:
+        """Final-norm hidden states (B, T, D)."""
+        pad_mask = self._check(ids, pad_mask)
+        return self._trunk(ids, positions_from_mask(pad_mask), attention_mask(pad_mask, causal))
+
+    # ---- heads --------------------------------------------------------------------------------------
+
+    def forward_lm(self, ids: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits (B, T, V): position t predicts token t+1."""
+        return self.lm_head(self.hidden(ids, pad_mask, causal=True))
+
+    def pool(self, h: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, D): the last real token, or the mean over real tokens."""
+        if self.cfg.pooling == "last":
+            last = (pad_mask.long() * torch.arange(pad_mask.shape[1], device=h.device)).argmax(dim=1)  # (B,)
+            return h[torch.arange(h.shape[0], device=h.device), last]
+        w = pad_mask.to(h.dtype).unsqueeze(-1)  # (B, T, 1)
+        return (h * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)
+
+    def embed_raw(self, ids, pad_mask=None) -> torch.Tensor:
+        """Unnormalised projection (B, max(embed_dims)); the loss slices and normalises prefixes itself."""
+        pad_mask = self._check(ids, pad_mask)
+        h = self.hidden(ids, pad_mask, causal=self.cfg.embed_attention == "causal")
+        return self.embed_head(self.pool(h, pad_mask))
+
+    def embed(self, ids, pad_mask=None, dim: int | None = None) -> torch.Tensor:
+        """L2-normalised Matryoshka embedding (B, dim); dim defaults to the full max(embed_dims)."""
+        full = max(self.cfg.embed_dims)
+        dim = full if dim is None else dim
+        if not 0 < dim <= full:
+            raise ValueError(f"embedding dim {dim} must be in 1..{full} (trained prefixes: {self.cfg.embed_dims})")
+        return F.normalize(self.embed_raw(ids, pad_mask)[:, :dim].float(), dim=-1)
+
+    def forward(self, lm_ids=None, lm_mask=None, pair_ids=None, pair_mask=None) -> dict:
+        """Both passes of one training step in one call, so DDP/FSDP see a single forward per backward.
+
+        Returns logits for the LM batch, raw embeddings for the pair batch and the temperature (returned
+        so it is part of the forward graph, as DDP requires of every trained parameter)."""
+        out = {"temperature": self.temperature()}
+        if lm_ids is not None:
+            out["logits"] = self.forward_lm(lm_ids, lm_mask)
+        if pair_ids is not None:
+            out["embedding"] = self.embed_raw(pair_ids, pair_mask)
+        return out
+
+    # ---- generation ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, prompt_ids, max_new_tokens: int, allowed_ids=None, eos_id: int | None = None,
+                 pad_mask=None) -> torch.Tensor:
+        """Greedy decoding with a KV cache. prompt_ids (B, T) or (T,); returns the new ids (B, n) or (n,),
+        n <= max_new_tokens, with pad_id after a row's eos. `allowed_ids` restricts every emitted id to
+        that set (eos_id is always allowed so a row can finish)."""
+        single = prompt_ids.dim() == 1
+        ids = prompt_ids[None] if single else prompt_ids
+        mask = self._check(ids, None if pad_mask is None else (pad_mask[None] if single else pad_mask))
+        B, T = ids.shape
+        if T + max_new_tokens > self.cfg.max_len:
+            raise ValueError(f"prompt of {T} tokens + {max_new_tokens} new exceeds max_len={self.cfg.max_len}")
+        bias = None
+        if allowed_ids is not None:
+            allowed = torch.as_tensor(list(allowed_ids), dtype=torch.long, device=ids.device)
+            if eos_id is not None:
+                allowed = torch.cat([allowed, allowed.new_tensor([eos_id])])
+            if allowed.numel() == 0 or allowed.min() < 0 or allowed.max() >= self.cfg.vocab_size:
+                raise ValueError(f"allowed_ids must be non-empty ids in [0, {self.cfg.vocab_size})")
+            bias = torch.full((self.cfg.vocab_size,), float("-inf"), device=ids.device)
+            bias[allowed] = 0.0
+        was_training = self.training
+        self.eval()
+        caches = [{} for _ in self.blocks]
+        h = self._trunk(ids, positions_from_mask(mask), attention_mask(mask, causal=True), caches)
+        last = (mask.long() * torch.arange(T, device=ids.device)).argmax(dim=1)
+        h = h[torch.arange(B, device=ids.device), last]  # (B, D): the last real prompt token
+        n_real = mask.long().sum(dim=1)  # (B,) the next token's RoPE position
+        key_mask = mask
+        done = torch.zeros(B, dtype=torch.bool, device=ids.device)
+        out = []
+        for _ in range(max_new_tokens):
+            logits = self.lm_head(h).float()  # (B, V)
+            if bias is not None:
+                logits = logits + bias
+            nxt = logits.argmax(dim=-1)
+            nxt = torch.where(done, torch.full_like(nxt, self.cfg.pad_id), nxt)
+            out.append(nxt)
+            if eos_id is not None:
+                done = done | (nxt == eos_id)
+                if bool(done.all()):
+                    break
+            if len(out) == max_new_tokens:
+                break
+            key_mask = torch.cat([key_mask, torch.ones(B, 1, dtype=torch.bool, device=ids.device)], dim=1)
+            attn = key_mask[:, None, None, :]  # (B, 1, 1, T_k): the new token sees every real key
+            h = self._trunk(nxt[:, None], n_real[:, None], attn, caches)[:, 0]
+            n_real = n_real + 1
+        self.train(was_training)
+        new = torch.stack(out, dim=1) if out else ids.new_zeros(B, 0)
+        return new[0] if single else new

@@ -24,6 +24,7 @@ _AUDIO_CODECS = {
     "mp3": ("mp3", "libmp3lame", "fltp", (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)),
     # Opus rather than Vorbis: FFmpeg's native Vorbis encoder is experimental; Opus runs at 8/12/16/24/48 kHz.
     "ogg": ("ogg", "libopus", "flt", (8000, 12000, 16000, 24000, 48000)),
+    "m4a": ("mp4", "aac", "fltp", None),  # audio-only MP4
 }
 
 # fmt -> (container, video codec, audio codec, audio sample format, audio rates or None, codec options)
@@ -58,7 +59,8 @@ def encode_image(pixels: np.ndarray, fmt: str = "png", *, quality: int = 95) -> 
 
 
 def encode_audio(wave: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:
-    """Encode float32 samples in [-1, 1], shape (n,) or (n, channels) with 1 or 2 channels.
+    """Encode float32 samples in [-1, 1], shape (n,) or (n, channels) with 1 or 2 channels, as wav, flac,
+    mp3, ogg (Opus) or m4a (AAC in MP4).
 
     Rates a codec cannot carry (Opus at 44.1 kHz, say) are resampled to the nearest rate it can.
     """

@@ -1,0 +1,60 @@
+"""Open media bytes with PyAV behind MediaError: the one place FFmpeg exceptions are translated."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import av
+
+from omniembed.errors import MediaError
+from omniembed.media.sniff import DEMUXERS
+
+
+@contextmanager
+def ffmpeg_errors(name: str, doing: str) -> Iterator[None]:
+    """Re-raise anything PyAV/FFmpeg throws while `doing` as MediaError naming the input."""
+    try:
+        yield
+    except MediaError:
+        raise
+    except av.FFmpegError as exc:
+        # Includes FFmpeg's ENOMEM, which on bad input means a damaged size field asked for too much.
+        raise MediaError(name, f"{doing} failed: {exc.strerror or exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # PyAV also raises ValueError/IndexError/EOFError/OSError on malformed data
+        raise MediaError(name, f"{doing} failed: {type(exc).__name__}: {exc}") from exc
+
+
+@contextmanager
+def open_container(data: bytes, name: str, fmt: str) -> Iterator[av.container.InputContainer]:
+    """Open `data` with the demuxer for our sniffed format `fmt`, never letting FFmpeg guess."""
+    with ffmpeg_errors(name, f"opening as {fmt}"):
+        container = av.open(io.BytesIO(data), mode="r", format=DEMUXERS[fmt])
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def pick_streams(container, name: str) -> tuple[av.video.stream.VideoStream | None, av.audio.stream.AudioStream | None]:
+    """The first real video stream and the first audio stream; cover art (attached pictures) is not video."""
+    video = next(
+        (s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None
+    )
+    audio = next(iter(container.streams.audio), None)
+    for stream in (video, audio):
+        if stream is not None and stream.codec_context is None:
+            raise MediaError(name, f"the {stream.type} track names a codec FFmpeg cannot decode (unknown or damaged)")
+    return video, audio
+
+
+def declared_seconds(container, stream) -> float | None:
+    """The duration the header claims for `stream` (or the whole container), if it claims one."""
+    if stream.duration is not None and stream.duration > 0 and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    return None

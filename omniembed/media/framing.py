@@ -1,0 +1,117 @@
+"""Structural completeness checks on container framing, for cuts FFmpeg decodes without complaint.
+
+Each container says, in its own framing, how long its parts are (RIFF chunk sizes, Ogg pages, Matroska
+element sizes, MP4 box sizes). A file cut short breaks that framing, while FFmpeg happily returns the
+part it could read; these pure functions read the framing and raise MediaError naming the cut.
+"""
+
+from __future__ import annotations
+
+from omniembed.errors import MediaError
+
+
+def check_complete(data: bytes, name: str, fmt: str) -> None:
+    """Dispatch on the sniffed format; formats without such framing (FLAC, MP3) are checked elsewhere."""
+    check = {"wav": check_wav_complete, "ogg": check_ogg_complete, "matroska": check_matroska_complete,
+             "mp4": check_mp4_complete}.get(fmt)
+    if check is not None:
+        check(data, name)
+
+
+def check_wav_complete(data: bytes, name: str) -> None:
+    """Raise when the RIFF `data` chunk claims more bytes than the file holds."""
+    pos = 12  # after "RIFF" <size> "WAVE"
+    while pos + 8 <= len(data):
+        chunk_id = data[pos:pos + 4]
+        size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        if chunk_id == b"data":
+            # 0 and 0xFFFFFFFF mean "unknown" (streamed writers, RF64); nothing to check then.
+            if size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data):
+                raise MediaError(
+                    name, f"truncated WAV: the data chunk declares {size} bytes but only {len(data) - pos - 8} remain"
+                )
+            return
+        pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+    raise MediaError(name, "truncated or damaged WAV: no data chunk")
+
+
+def check_ogg_complete(data: bytes, name: str) -> None:
+    """Walk the Ogg pages: a partial last page, or no end-of-stream flag, means the file was cut short.
+
+    Every prefix of whole Ogg pages is itself a valid stream, so FFmpeg cannot notice the cut.
+    """
+    pos, last_flags = 0, None
+    while pos + 27 <= len(data) and data[pos:pos + 4] == b"OggS":
+        table_end = pos + 27 + data[pos + 26]  # byte 26: number of lacing values
+        if table_end > len(data):
+            break
+        page_end = table_end + sum(data[pos + 27:table_end])
+        if page_end > len(data):
+            break
+        last_flags = data[pos + 5]
+        pos = page_end
+    if pos != len(data):
+        raise MediaError(name, f"truncated or damaged Ogg: page framing breaks at byte {pos} of {len(data)}")
+    if last_flags is None or not last_flags & 0x04:
+        raise MediaError(name, "truncated Ogg: the last page lacks the end-of-stream flag")
+
+
+def check_matroska_complete(data: bytes, name: str) -> None:
+    """Raise when the top-level Segment element claims more bytes than the file holds."""
+    pos = 0
+    while pos < len(data):
+        element_id, pos = _ebml_vint(data, pos, name, keep_marker=True)
+        size, pos = _ebml_vint(data, pos, name, keep_marker=False)
+        if size is None:  # "unknown size": a live stream, length not recorded
+            return
+        if pos + size > len(data):
+            what = "Segment" if element_id == 0x18538067 else f"element 0x{element_id:X}"
+            raise MediaError(
+                name, f"truncated Matroska/WebM: the {what} declares {size} bytes but only {len(data) - pos} remain"
+            )
+        pos += size
+
+
+def check_mp4_complete(data: bytes, name: str) -> None:
+    """Raise when the top-level MP4 boxes do not tile the file exactly (a cut leaves a box overhanging)."""
+    pos = 0
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise MediaError(name, f"truncated MP4: {len(data) - pos} stray bytes after the last box")
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        header = 8
+        if size == 1:  # 64-bit "largesize" follows the type
+            if pos + 16 > len(data):
+                raise MediaError(name, "truncated MP4: box header cut short")
+            size, header = int.from_bytes(data[pos + 8:pos + 16], "big"), 16
+        elif size == 0:  # box runs to the end of the file
+            return
+        if size < header:
+            raise MediaError(name, f"damaged MP4: box at byte {pos} has impossible size {size}")
+        if pos + size > len(data):
+            box = data[pos + 4:pos + 8].decode("latin-1")
+            raise MediaError(
+                name, f"truncated MP4: box '{box}' declares {size} bytes but only {len(data) - pos} remain"
+            )
+        pos += size
+
+
+def _ebml_vint(data: bytes, pos: int, name: str, *, keep_marker: bool) -> tuple[int | None, int]:
+    """Read an EBML variable-length integer at `pos`; returns (value, next position).
+
+    The count of leading zero bits in the first byte gives the length; IDs keep the marker bit, sizes drop
+    it, and a size of all ones means "unknown" (returned as None).
+    """
+    if pos >= len(data):
+        raise MediaError(name, "truncated Matroska/WebM: element header cut short")
+    first = data[pos]
+    length = 8 - first.bit_length() + 1 if first else 9
+    if length > 8 or pos + length > len(data):
+        raise MediaError(name, f"truncated or damaged Matroska/WebM: bad element header at byte {pos}")
+    value = int.from_bytes(data[pos:pos + length], "big")
+    if keep_marker:
+        return value, pos + length
+    value &= (1 << (7 * length)) - 1  # drop the length marker bit
+    if value == (1 << (7 * length)) - 1:
+        return None, pos + length
+    return value, pos + length

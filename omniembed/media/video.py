@@ -1,0 +1,155 @@
+"""Decode video (MP4, WebM/Matroska, Ogg) to frames sampled at a fixed rate, plus the audio track."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from omniembed.errors import MediaError
+from omniembed.media.audio import MonoResampler
+from omniembed.media.container import declared_seconds, ffmpeg_errors, open_container, pick_streams
+from omniembed.media.framing import check_complete
+from omniembed.media.limits import MAX_IMAGE_PIXELS, MAX_MEDIA_BYTES, MAX_VIDEO_SECONDS, SAMPLE_RATE
+from omniembed.media.sniff import AV_CONTAINERS, describe, sniff_format
+from omniembed.media.source import Source, read_source
+
+# Timestamps are rationals rounded to floats; a frame this close before a sampling instant counts as at it.
+_TIME_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class Video:
+    """Frames sampled by presentation time, and the audio track decoded like decode_audio would."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB
+    times: np.ndarray  # (T,) float64, presentation time of each frame in seconds from the stream start
+    audio: np.ndarray | None  # (n,) float32 mono at sample_rate; None when there is no audio track
+    sample_rate: int
+    duration: float  # seconds: the container's stated duration, else what was decoded
+
+
+class FrameSampler:
+    """Keeps the first decoded frame at or after each instant 0, 1/fps, 2/fps, ..., each frame at most once.
+
+    A frame covering several instants (sampling faster than the source) is kept once, so the output never
+    repeats a frame; it then holds every source frame.
+    """
+
+    def __init__(self, fps: float, max_frames: int | None = None):
+        if not (fps > 0 and math.isfinite(fps)):
+            raise ValueError(f"fps must be a positive number, got {fps}")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be at least 1 or None, got {max_frames}")
+        self.fps = float(fps)
+        self.max_frames = max_frames
+        self.kept = 0
+        self._next_index = 0  # index k of the next instant k / fps still waiting for a frame
+
+    @property
+    def full(self) -> bool:
+        return self.max_frames is not None and self.kept >= self.max_frames
+
+    def offer(self, t: float) -> bool:
+        """Whether the frame presented at `t` seconds is kept."""
+        if self.full or t + _TIME_EPS < self._next_index / self.fps:
+            return False
+        # Skip every instant this frame already answers for.
+        self._next_index = math.floor((t + _TIME_EPS) * self.fps) + 1
+        self.kept += 1
+        return True
+
+
+def decode_video(
+    src: Source,
+    *,
+    fps: float = 2.0,
+    max_frames: int | None = None,
+    max_seconds: float | None = MAX_VIDEO_SECONDS,
+    sample_rate: int = SAMPLE_RATE,
+    with_audio: bool = True,
+    max_bytes: int = MAX_MEDIA_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> Video:
+    """Decode `src`, keeping frames at `fps` by presentation time (see FrameSampler), at most `max_frames`.
+
+    The audio track (when `with_audio` and present) is mono float32 at `sample_rate`, starting at the
+    track's first sample. Raises MediaError for non-video input, corrupt or truncated files, frames over
+    `max_pixels`, and media longer than `max_seconds`.
+    """
+    sampler = FrameSampler(fps, max_frames)
+    data, name = read_source(src, max_bytes)
+    fmt = sniff_format(data)
+    if fmt not in AV_CONTAINERS:
+        raise MediaError(name, f"expected video, but the input is {describe(fmt, data)}")
+    check_complete(data, name, fmt)
+    with open_container(data, name, fmt) as container:
+        vstream, astream = pick_streams(container, name)
+        if vstream is None:
+            extra = " (it holds only audio; use decode_audio)" if astream is not None else ""
+            raise MediaError(name, f"{describe(fmt, data)} has no video track{extra}")
+        _check_frame_size(name, vstream, max_pixels)
+        declared = declared_seconds(container, vstream)
+        if max_seconds is not None and declared is not None and declared > max_seconds + _TIME_EPS:
+            raise MediaError(name, f"video is {declared:.3f} s, over the limit of {max_seconds:g} s")
+        mono = MonoResampler(name, sample_rate, max_seconds) if with_audio and astream is not None else None
+        frames, times, last_t = _demux(name, container, vstream, astream if mono else None, sampler, mono, max_seconds)
+        audio = mono.finish() if mono is not None else None
+    if not frames:
+        raise MediaError(name, "the video track decoded to no frames")
+    if declared is None:
+        declared = max(last_t + 1.0 / _frame_rate(vstream), 0.0 if audio is None else len(audio) / sample_rate)
+    return Video(
+        frames=np.stack(frames),  # (T, H, W, 3)
+        times=np.asarray(times, dtype=np.float64),
+        audio=audio,
+        sample_rate=sample_rate,
+        duration=float(declared),
+    )
+
+
+def _demux(name, container, vstream, astream, sampler, mono, max_seconds):
+    """One pass over the packets: sampled frames as RGB arrays, audio into `mono`."""
+    start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
+    step = 1.0 / _frame_rate(vstream)
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    size: tuple[int, int] | None = None
+    t = -step
+    streams = [vstream] if astream is None else [vstream, astream]
+    with ffmpeg_errors(name, "decoding video"):
+        for packet in container.demux(*streams):
+            if packet.stream.index != vstream.index:
+                for aframe in packet.decode():
+                    mono.add(aframe)
+                continue
+            if sampler.full:
+                if astream is None:
+                    break
+                continue  # keep reading the audio to the end
+            for frame in packet.decode():
+                # Frames without a timestamp follow the previous one by one nominal frame period.
+                t = frame.time - start if frame.time is not None else t + step
+                if max_seconds is not None and t > max_seconds + _TIME_EPS:
+                    raise MediaError(name, f"video runs past the limit of {max_seconds:g} s")
+                if not sampler.offer(t):
+                    continue
+                if size is None:
+                    size = (frame.width, frame.height)
+                if (frame.width, frame.height) != size:  # resolution changed midway: keep the first size
+                    frame = frame.reformat(width=size[0], height=size[1])
+                frames.append(frame.to_ndarray(format="rgb24"))  # (H, W, 3)
+                times.append(t)
+    return frames, times, t
+
+
+def _frame_rate(vstream) -> float:
+    rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+    return float(rate) if rate else 25.0  # FFmpeg's own fallback when a stream states no rate
+
+
+def _check_frame_size(name: str, vstream, max_pixels: int) -> None:
+    width, height = vstream.codec_context.width, vstream.codec_context.height
+    if width * height > max_pixels:
+        raise MediaError(name, f"video frames are {width}x{height}, over the limit of {max_pixels} pixels")

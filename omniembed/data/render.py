@@ -14,9 +14,9 @@ import numpy as np
 from omniembed.data.world import HUES
 
 # Shape centre x per position, and radius per size, as fractions of the image side.
-POSITION_X = {"left": 0.22, "centre": 0.5, "right": 0.78}
-RADIUS = {"small": 0.09, "large": 0.17}
-# Vertical travel of a moving shape over the clip (fraction of the side); the still's trail spans the same.
+POSITION_X = {"left": 0.23, "centre": 0.5, "right": 0.77}
+RADIUS = {"small": 0.11, "large": 0.18}
+# Vertical travel of a moving shape over the clip (fraction of the side).
 TRAVEL = 0.42
 SUPERSAMPLE = 4  # anti-aliasing: coverage is averaged over a 4x4 sub-pixel grid
 
@@ -43,7 +43,7 @@ class Look:
         )
         return Look(
             rgb=tuple(float(c) for c in rgb),
-            dx=float(rng.uniform(-0.03, 0.03)),
+            dx=float(rng.uniform(-0.02, 0.02)),
             dy=float(rng.uniform(-0.04, 0.04)),
             radius=float(RADIUS[attrs["size"]] * rng.uniform(0.92, 1.08)),
             background=float(rng.uniform(0.25, 0.4)),
@@ -71,21 +71,32 @@ def _shape_inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def coverage(shape: str, cx: float, cy: float, radius: float, size: int) -> np.ndarray:
-    """Anti-aliased coverage in [0, 1] of a shape centred at (cx, cy); (size, size) float32."""
+def _box_coverage(inside, x_lo: float, x_hi: float, y_lo: float, y_hi: float, size: int) -> np.ndarray:
+    """Anti-aliased coverage of the region inside(x, y) within a bounding box (fractions of the side)."""
     out = np.zeros((size, size), np.float32)
-    # Only the shape's bounding box is sampled: every shape fits in 1.05 radii of its centre.
-    reach = 1.05 * radius
-    x0, x1 = max(0, int((cx - reach) * size)), min(size, int(np.ceil((cx + reach) * size)))
-    y0, y1 = max(0, int((cy - reach) * size)), min(size, int(np.ceil((cy + reach) * size)))
+    x0, x1 = max(0, int(x_lo * size)), min(size, int(np.ceil(x_hi * size)))
+    y0, y1 = max(0, int(y_lo * size)), min(size, int(np.ceil(y_hi * size)))
     if x0 >= x1 or y0 >= y1:
         return out
-    u = (_axis(size, x0, x1)[None, :] - cx) / radius  # (1, w*S)
-    v = (_axis(size, y0, y1)[:, None] - cy) / radius  # (h*S, 1)
-    inside = _shape_inside(shape, u, v).astype(np.float32)  # (h*S, w*S)
+    x = _axis(size, x0, x1)[None, :]  # (1, w*S)
+    y = _axis(size, y0, y1)[:, None]  # (h*S, 1)
+    mask = inside(x, y).astype(np.float32)  # (h*S, w*S)
     h, w = y1 - y0, x1 - x0
-    out[y0:y1, x0:x1] = inside.reshape(h, SUPERSAMPLE, w, SUPERSAMPLE).mean(axis=(1, 3))
+    out[y0:y1, x0:x1] = mask.reshape(h, SUPERSAMPLE, w, SUPERSAMPLE).mean(axis=(1, 3))
     return out
+
+
+def coverage(shape: str, cx: float, cy: float, radius: float, size: int) -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] of a shape centred at (cx, cy); (size, size) float32."""
+    reach = 1.05 * radius  # every shape fits in 1.05 radii of its centre: only that box is sampled
+    return _box_coverage(lambda x, y: _shape_inside(shape, (x - cx) / radius, (y - cy) / radius),
+                         cx - reach, cx + reach, cy - reach, cy + reach, size)
+
+
+def rect_coverage(x_lo: float, x_hi: float, y_lo: float, y_hi: float, size: int) -> np.ndarray:
+    """Anti-aliased coverage of an axis-aligned rectangle; (size, size) float32."""
+    return _box_coverage(lambda x, y: (x >= x_lo) & (x <= x_hi) & (y >= y_lo) & (y <= y_hi),
+                         x_lo, x_hi, y_lo, y_hi, size)
 
 
 def background(look: Look, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -116,14 +127,35 @@ def centre_at(attrs: dict[str, str], look: Look, t: float) -> tuple[float, float
     return POSITION_X[attrs["position"]] + look.dx, y
 
 
+# How far each shape reaches above and below its centre, in radii (see _shape_inside).
+_REACH_UP_DOWN = {"circle": (1.0, 1.0), "square": (0.85, 0.85), "triangle": (1.0, 0.8), "cross": (1.0, 1.0)}
+
+
+def _speed_lines(img: np.ndarray, attrs: dict[str, str], look: Look, cx: float, cy: float, size: int) -> None:
+    """Three comic-style motion lines on the trailing side: below a rising shape, above a falling one.
+
+    They stop short of the shape so its outline stays clean for the shape attribute.
+    """
+    up, down = _REACH_UP_DOWN[attrs["shape"]]
+    gap, length, half_w = 0.045, 0.8 * look.radius, 0.012
+    if attrs["motion"] == "rising":
+        y_lo = cy + down * look.radius + gap
+        y_hi = y_lo + length
+    else:
+        y_hi = cy - up * look.radius - gap
+        y_lo = y_hi - length
+    for k in (-0.55, 0.0, 0.55):
+        x = cx + k * look.radius
+        _paint(img, rect_coverage(x - half_w, x + half_w, y_lo, y_hi, size), look.rgb, 0.6)
+
+
 def render_image(attrs: dict[str, str], look: Look, size: int, rng: np.random.Generator) -> np.ndarray:
-    """The still: the shape at mid-motion with a fading trail of ghosts where it came from; (H, W, 3) uint8."""
+    """The still: the shape at mid-motion, with speed lines behind it when it moves; (H, W, 3) uint8."""
     img = background(look, size, rng)
+    cx, cy = centre_at(attrs, look, 0.5)
     if attrs["motion"] != "still":
-        # Ghosts at earlier times, faintest furthest back: the trail points against the direction of motion.
-        for t, alpha in ((0.0, 0.15), (0.17, 0.28), (0.33, 0.45)):
-            _paint(img, coverage(attrs["shape"], *centre_at(attrs, look, t), look.radius, size), look.rgb, alpha)
-    _paint(img, coverage(attrs["shape"], *centre_at(attrs, look, 0.5), look.radius, size), look.rgb, 1.0)
+        _speed_lines(img, attrs, look, cx, cy, size)
+    _paint(img, coverage(attrs["shape"], cx, cy, look.radius, size), look.rgb, 1.0)
     return to_uint8(img)
 
 

@@ -44,27 +44,27 @@ def oscillator(freq: np.ndarray, timbre: str, sample_rate: int) -> np.ndarray:
     return wave / np.abs(wave).max()
 
 
-def envelope(n: int, pulses: int, size: str, sample_rate: int) -> np.ndarray:
-    """Amplitude envelope: `pulses` evenly spaced notes; large = sustained and loud, small = short plucks.
+GAP_S = 0.04  # silence between sustained pulses: wide enough to count onsets at a 10 ms mel hop
+ATTACK_S = 0.01
 
-    Every pulse starts with a 10 ms attack so onsets are countable; a 15 ms gap separates sustained pulses.
-    """
+
+def envelope(n: int, pulses: int, size: str, sample_rate: int) -> np.ndarray:
+    """Amplitude envelope: `pulses` evenly spaced notes; large = loud and sustained over its whole slot,
+    small = half as loud and fading out over half its slot. Every pulse starts with a short attack."""
     env = np.zeros(n)
     slot = n // pulses
-    attack = int(0.010 * sample_rate)
+    attack = int(ATTACK_S * sample_rate)
     for p in range(pulses):
         start = p * slot
         if size == "large":
-            length = slot - int(0.015 * sample_rate) if pulses > 1 else slot - attack
+            length = slot - (int(GAP_S * sample_rate) if pulses > 1 else attack)
             shape = np.ones(length)
-            release = min(attack, length // 2)
-            shape[-release:] = np.linspace(1.0, 0.0, release)
+            shape[-attack:] = np.linspace(1.0, 0.0, attack)  # release
             gain = 1.0
         else:
-            length = slot
-            decay_s = 0.06 * slot / sample_rate + 0.03  # scales with the slot so rhythm stays clear
-            shape = np.exp(-np.arange(length) / (decay_s * sample_rate))
-            gain = 0.6
+            length = slot // 2
+            shape = np.linspace(1.0, 0.0, length)
+            gain = 0.5
         shape[:attack] *= np.linspace(0.0, 1.0, attack)
         env[start : start + length] = gain * shape
     return env
@@ -75,7 +75,7 @@ def render_sound(
 ) -> np.ndarray:
     """The item's sound, mono float32 in [-1, 1], with a little random detuning and noise; (n,)."""
     n = int(round(duration_s * sample_rate))
-    detune = rng.uniform(-0.3, 0.3)  # semitones: far below the 4-semitone spacing of colour notes
+    detune = rng.uniform(-0.25, 0.25)  # semitones: well inside the 5-semitone spacing of colour notes
     note = NOTES[attrs["colour"]] * 2.0 ** (detune / 12.0)
     freq = pitch_track(note, GLIDES[attrs["motion"]], n)
     wave = oscillator(freq, TIMBRES[attrs["shape"]], sample_rate)

@@ -26,9 +26,10 @@ ATTRIBUTE_NAMES: tuple[str, ...] = tuple(ATTRIBUTES)
 # Hue in degrees per colour: 60 degrees apart, so a jitter of a few degrees never crosses to a neighbour.
 HUES: dict[str, float] = {"red": 0.0, "yellow": 60.0, "green": 120.0, "cyan": 180.0, "blue": 240.0, "magenta": 300.0}
 
-# Colour -> note (Hz) at the middle of the sound. Four semitones apart (a major third): a glide of
-# +-2 semitones for motion plus detuning stays closer to its own note than to either neighbour.
-NOTE_SEMITONES = 4
+# Colour -> note (Hz) at the middle of the sound. Five semitones apart (a fourth, 220 Hz to 932 Hz):
+# the motion glide (+-1.5 semitones) plus detuning (+-0.25) stays closer to its own note than to either
+# neighbour, and no note is a low harmonic (2x, 3x) of another.
+NOTE_SEMITONES = 5
 NOTES: dict[str, float] = {c: 220.0 * 2.0 ** (k * NOTE_SEMITONES / 12) for k, c in enumerate(ATTRIBUTES["colour"])}
 
 # Shape -> oscillator; each has a distinct harmonic recipe (see sound.py).
@@ -38,7 +39,7 @@ TIMBRES: dict[str, str] = {"circle": "sine", "square": "square", "triangle": "tr
 PULSES: dict[str, int] = {"left": 1, "centre": 2, "right": 3}
 
 # Motion -> pitch glide in semitones over the whole sound (start -> end, centred on the note).
-GLIDES: dict[str, float] = {"still": 0.0, "rising": 4.0, "falling": -4.0}
+GLIDES: dict[str, float] = {"still": 0.0, "rising": 3.0, "falling": -3.0}
 
 Combination = tuple[str, ...]  # one value per ATTRIBUTE_NAMES entry, in that order
 

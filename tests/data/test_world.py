@@ -54,11 +54,11 @@ def test_out_of_range_heldout_fraction_is_rejected():
         W.split_combinations(0, heldout_frac=1.0)
 
 
-def test_colour_notes_are_at_least_four_semitones_apart_and_hues_sixty_degrees():
+def test_colour_notes_are_five_semitones_apart_and_hues_sixty_degrees():
     import math
 
     notes = sorted(W.NOTES.values())
     gaps = [12 * math.log2(b / a) for a, b in zip(notes, notes[1:])]
-    assert min(gaps) == pytest.approx(4.0)
+    assert min(gaps) == pytest.approx(5.0)
     hues = sorted(W.HUES.values())
     assert [b - a for a, b in zip(hues, hues[1:])] == [60.0] * 5

@@ -74,8 +74,8 @@ def decode_video(
 ) -> Video:
     """Decode `src`, keeping frames at `fps` by presentation time (see FrameSampler), at most `max_frames`.
 
-    The audio track (when `with_audio` and present) is mono float32 at `sample_rate`, starting at the
-    track's first sample. Raises MediaError for non-video input, corrupt or truncated files, frames over
+    Frames are upright as a player shows them (a display-matrix rotation is applied). The audio track
+    (when `with_audio` and present) is mono float32 at `sample_rate`, starting at the track's first sample. Raises MediaError for non-video input, corrupt or truncated files, frames over
     `max_pixels`, and media longer than `max_seconds`.
     """
     sampler = FrameSampler(fps, max_frames)
@@ -116,6 +116,7 @@ def _demux(name, container, vstream, astream, sampler, mono, max_seconds):
     frames: list[np.ndarray] = []
     times: list[float] = []
     size: tuple[int, int] | None = None
+    turns = 0
     t = -step
     streams = [vstream] if astream is None else [vstream, astream]
     with ffmpeg_errors(name, "decoding video"):
@@ -136,12 +137,21 @@ def _demux(name, container, vstream, astream, sampler, mono, max_seconds):
                 if not sampler.offer(t):
                     continue
                 if size is None:
-                    size = (frame.width, frame.height)
+                    # Size and turn come from the first kept frame, so every frame stacks to one shape.
+                    size, turns = (frame.width, frame.height), _quarter_turns(frame)
                 if (frame.width, frame.height) != size:  # resolution changed midway: keep the first size
                     frame = frame.reformat(width=size[0], height=size[1])
-                frames.append(frame.to_ndarray(format="rgb24"))  # (H, W, 3)
+                pixels = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+                # Phones record sideways and store the turn in a display matrix; show frames as a player would.
+                frames.append(np.ascontiguousarray(np.rot90(pixels, k=turns)) if turns else pixels)
                 times.append(t)
     return frames, times, t
+
+
+def _quarter_turns(frame) -> int:
+    """Counterclockwise quarter turns the frame's display matrix asks for (np.rot90's k)."""
+    angle = frame.rotation  # degrees counterclockwise; INT_MIN when the matrix is degenerate
+    return round(angle / 90) % 4 if -360 <= angle <= 360 else 0  # odd angles snap to quarter turns
 
 
 def _frame_rate(vstream) -> float:

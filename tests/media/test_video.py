@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,23 @@ def test_frame_sampler_never_keeps_frames_before_zero_and_honours_max_frames():
 def test_frame_sampler_rejects_a_nonpositive_or_nonfinite_rate(fps):
     with pytest.raises(ValueError, match="fps"):
         FrameSampler(fps=fps)
+
+
+# angle: FFmpeg's convention, degrees counterclockwise; -90 is the usual portrait phone clip.
+@pytest.mark.parametrize(
+    "angle, shape, corner",
+    [(0, (16, 32), (0, 0)), (-90, (32, 16), (0, -1)), (90, (32, 16), (-1, 0)), (180, (16, 32), (-1, -1))],
+)
+def test_display_matrix_rotation_is_applied_like_a_player(angle, shape, corner):
+    frames = np.zeros((3, 16, 32, 3), np.uint8)
+    frames[:, :4, :4] = (255, 0, 0)  # mark the top-left corner
+    data = bytearray(encode_video(frames, 10.0, "mp4"))
+    # Write the rotation into the track header's matrix, as phone cameras do (16.16 fixed point).
+    cos, sin = round(np.cos(np.radians(angle))), round(np.sin(np.radians(angle)))
+    matrix_at = data.index(b"tkhd") + 4 + 4 + 20 + 8 + 8  # after version/flags, times, id, duration, layer...
+    data[matrix_at:matrix_at + 20] = struct.pack(">5i", cos << 16, -sin << 16, 0, sin << 16, cos << 16)  # a b u c d
+    video = decode_video(bytes(data), fps=10.0)
+    assert video.frames.shape[1:3] == shape
+    row, col = corner
+    marked = video.frames[0, 1 if row == 0 else -2, 1 if col == 0 else -2]
+    assert marked[0] > 200 and marked[1] < 60, f"angle {angle}: corner {corner} is {marked}"

@@ -1,0 +1,239 @@
+"""One joint training step, the core of `python -m omniembed.train`: next-token loss on an LM batch plus
+the Matryoshka contrastive loss on a pair batch, weighted; bf16 autocast; gradient clipping; skipping of
+non-finite or spiking steps; DDP/FSDP when torch.distributed is up; checkpoint save/resume.
+
+The data pipeline is not here: the caller hands in `TokenBatch` / `PairBatch` tensors and the data
+position (e.g. a `ResumableSampler` state) to save with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+from omniembed import distributed as D
+from omniembed.checkpoint import load_checkpoint, save_checkpoint
+from omniembed.errors import ConfigError, OmniEmbedError
+from omniembed.losses import IGNORE_INDEX, lm_targets, matryoshka_contrastive_loss, next_token_loss
+from omniembed.model import OmniModel
+from omniembed.schedule import build_scheduler
+
+log = logging.getLogger("omniembed.train")
+PRECISIONS = ("fp32", "bf16")
+
+
+class TrainingDiverged(OmniEmbedError, RuntimeError):
+    """Too many consecutive steps were skipped for a non-finite or spiking loss."""
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 10
+    total_steps: int = 1000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping (the norm is still checked)
+    lm_weight: float = 1.0
+    contrastive_weight: float = 1.0
+    matryoshka_dims: tuple[int, ...] | None = None  # None: the model's embed_dims
+    precision: str = "fp32"  # bf16: autocast matmuls to bfloat16 (CPU and GPU)
+    parallel: str = "auto"  # auto (DDP under torchrun) | none | ddp | fsdp
+    spike_factor: float = 4.0  # a loss above spike_factor * its running mean skips the step; 0 disables
+    spike_warmup: int = 20  # good steps before spike detection starts (early losses fall fast)
+    max_bad_steps: int = 5  # consecutive skipped steps that stop the run
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train precision={self.precision!r}: must be one of {PRECISIONS}")
+        if self.parallel not in D.PARALLEL_MODES:
+            raise ConfigError(f"train parallel={self.parallel!r}: must be one of {D.PARALLEL_MODES}")
+        if self.max_bad_steps < 1:
+            raise ConfigError(f"train max_bad_steps={self.max_bad_steps}: must be >= 1")
+        if self.matryoshka_dims is not None:
+            self.matryoshka_dims = tuple(int(d) for d in self.matryoshka_dims)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"train config: unknown keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class TokenBatch:
+    """Interleaved documents for the next-token loss: ids (B, T), pad_mask (B, T) True on real tokens."""
+    ids: torch.Tensor
+    pad_mask: torch.Tensor
+
+
+@dataclass
+class PairBatch:
+    """Two views per item, row i of a with row i of b; labels (B,) mark items that are not negatives."""
+    a_ids: torch.Tensor
+    a_mask: torch.Tensor
+    b_ids: torch.Tensor
+    b_mask: torch.Tensor
+    labels: torch.Tensor | None = None
+
+
+@dataclass
+class StepResult:
+    step: int  # optimizer updates applied so far
+    loss: float  # weighted total, averaged over ranks
+    lr: float
+    grad_norm: float
+    skipped: bool
+    reason: str  # why the step was skipped, "" if applied
+    stats: dict[str, float]
+
+
+def stack_padded(a_ids, a_mask, b_ids, b_mask, pad_id: int):
+    """Right-pad two (B, Ta)/(B, Tb) batches to one length and stack: (2B, T) ids and mask, so both views
+    go through the trunk in one pass."""
+    T = max(a_ids.shape[1], b_ids.shape[1])
+    ids = torch.cat([F.pad(a_ids, (0, T - a_ids.shape[1]), value=pad_id),
+                     F.pad(b_ids, (0, T - b_ids.shape[1]), value=pad_id)])
+    mask = torch.cat([F.pad(a_mask, (0, T - a_mask.shape[1]), value=False),
+                      F.pad(b_mask, (0, T - b_mask.shape[1]), value=False)])
+    return ids, mask
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not norms, not the temperature), as in GPT-2/nanoGPT."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+class Trainer:
+    """Holds the (wrapped) model, optimizer, scheduler and the step / skip counters."""
+
+    def __init__(self, model: OmniModel, cfg: TrainConfig):
+        self.cfg = cfg
+        self.model = model  # unwrapped, for embed/generate/export
+        self.dims = cfg.matryoshka_dims or model.cfg.embed_dims
+        if max(self.dims) > max(model.cfg.embed_dims):
+            raise ConfigError(f"train matryoshka_dims {self.dims} exceed the model's embed_dims "
+                              f"{model.cfg.embed_dims}")
+        self.module = D.wrap_model(model, cfg.parallel)
+        self.device = D.model_device(model)
+        self.optimizer = build_optimizer(model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
+        self.step = 0
+        self.bad_in_row = 0
+        self.skipped_total = 0
+        self.good_steps = 0
+        self.loss_ema: float | None = None
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+
+    def _losses(self, lm: TokenBatch | None, pairs: PairBatch | None):
+        pair_ids = pair_mask = None
+        if pairs is not None:
+            pair_ids, pair_mask = stack_padded(pairs.a_ids, pairs.a_mask, pairs.b_ids, pairs.b_mask,
+                                               self.model.cfg.pad_id)
+        with self._autocast():
+            out = self.module(lm_ids=None if lm is None else lm.ids, lm_mask=None if lm is None else lm.pad_mask,
+                              pair_ids=pair_ids, pair_mask=pair_mask)
+        total = out["temperature"].new_zeros(())
+        stats: dict[str, torch.Tensor] = {}
+        if lm is not None:
+            targets = lm_targets(lm.ids, lm.pad_mask.bool(), IGNORE_INDEX)
+            loss, s = next_token_loss(out["logits"], targets, IGNORE_INDEX, self.model.cfg.z_loss_weight)
+            total = total + self.cfg.lm_weight * loss
+            stats.update(s)
+        if pairs is not None:
+            emb = out["embedding"]  # (2B, D): a rows then b rows
+            a, b = emb.chunk(2, dim=0)
+            loss, s = matryoshka_contrastive_loss(a, b, self.dims, out["temperature"], gather=True,
+                                                  labels=pairs.labels)
+            total = total + self.cfg.contrastive_weight * loss
+            stats.update(s)
+        stats["temperature"] = out["temperature"].detach()
+        return total, stats
+
+    def train_step(self, lm: TokenBatch | None = None, pairs: PairBatch | None = None) -> StepResult:
+        if lm is None and pairs is None:
+            raise ValueError("train_step needs an LM batch, a pair batch, or both")
+        self.module.train()
+        loss, stats = self._losses(lm, pairs)
+        # always backward, even on a bad loss: under DDP every rank must join the gradient all-reduce
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        # one all-reduce and one device sync for everything we log or decide on
+        names = list(stats)
+        packed = torch.stack([loss.detach().float()] + [stats[k].float().to(loss.device) for k in names])
+        packed = D.all_reduce_mean(packed).tolist()
+        total, values = packed[0], dict(zip(names, packed[1:]))
+        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        lr = self.optimizer.param_groups[0]["lr"]
+        reason = self._bad_reason(total, grad_norm)
+        if reason:
+            return self._skip(reason, total, lr, grad_norm, values)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        self.good_steps += 1
+        self.bad_in_row = 0
+        self.loss_ema = total if self.loss_ema is None else 0.95 * self.loss_ema + 0.05 * total
+        return StepResult(self.step, total, lr, grad_norm, False, "", values)
+
+    def _bad_reason(self, loss: float, grad_norm: float) -> str:
+        if not math.isfinite(loss):
+            return f"loss is {loss}"
+        if not math.isfinite(grad_norm):
+            return f"gradient norm is {grad_norm}"
+        f = self.cfg.spike_factor
+        if f > 0 and self.good_steps >= self.cfg.spike_warmup and self.loss_ema is not None \
+                and loss > f * self.loss_ema:
+            return f"loss spiked to {loss:.4g}, over {f:g}x its running mean {self.loss_ema:.4g}"
+        return ""
+
+    def _skip(self, reason, total, lr, grad_norm, values) -> StepResult:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_in_row += 1
+        self.skipped_total += 1
+        msg = (f"step {self.step + 1}: {reason}; step skipped, weights unchanged "
+               f"({self.bad_in_row}/{self.cfg.max_bad_steps} in a row)")
+        log.warning(msg)
+        if self.bad_in_row >= self.cfg.max_bad_steps:
+            raise TrainingDiverged(f"stopping: {self.bad_in_row} consecutive steps skipped, last: {msg}. "
+                                   "Lower the learning rate or resume from an earlier checkpoint.")
+        return StepResult(self.step, total, lr, grad_norm, True, reason, values)
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "bad_in_row": self.bad_in_row, "skipped_total": self.skipped_total,
+                "good_steps": self.good_steps, "loss_ema": self.loss_ema}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("step", "bad_in_row", "skipped_total", "good_steps", "loss_ema"):
+            setattr(self, key, state[key])
+
+    def save(self, path, data_state: dict | None = None, config: dict | None = None, extra: dict | None = None):
+        config = config if config is not None else {"model": self.model.cfg.to_dict(), "train": asdict(self.cfg)}
+        return save_checkpoint(path, model=self.module, optimizer=self.optimizer, scheduler=self.scheduler,
+                               step=self.step, data_state=data_state, config=config,
+                               extra={"trainer": self.state_dict(), **(extra or {})})
+
+    def resume(self, path) -> dict:
+        """Restore model, optimizer, scheduler, RNG and counters; returns the checkpoint's data_state etc."""
+        state = load_checkpoint(path, self.module, self.optimizer, self.scheduler)
+        self.load_state_dict(state["extra"]["trainer"])
+        return state

@@ -6,7 +6,7 @@ import av
 import numpy as np
 
 from omniembed.errors import MediaError
-from omniembed.media.container import declared_seconds, ffmpeg_errors, open_container, pick_streams
+from omniembed.media.container import ffmpeg_errors, open_container, pick_streams
 from omniembed.media.framing import check_complete
 from omniembed.media.limits import MAX_AUDIO_SECONDS, MAX_MEDIA_BYTES, SAMPLE_RATE
 from omniembed.media.sniff import AUDIO_FORMATS, AV_CONTAINERS, describe, id3_size, sniff_format
@@ -27,8 +27,9 @@ def decode_audio(
 ) -> np.ndarray:
     """Return (n,) float32 mono samples in [-1, 1] at `sample_rate`.
 
-    Channels are mixed down and the rate converted by FFmpeg's resampler. Raises MediaError when the input
-    is not audio, holds no audio track, is corrupt or truncated, or runs past `max_seconds`.
+    Channels are averaged and the rate converted by FFmpeg's resampler. Raises MediaError when the input
+    is not audio, holds no audio track, is truncated or detectably corrupt, or runs past `max_seconds`.
+    Damage inside a payload without checksums (PCM WAV, most MP3 frames) decodes as damaged sound.
     """
     data, name = read_source(src, max_bytes)
     fmt = sniff_format(data)
@@ -44,20 +45,18 @@ def decode_audio(
             for frame in container.decode(stream):
                 mono.add(frame)
         wave = mono.finish()
-        check_not_truncated(name, _trusted_duration(data, fmt, container, stream), len(wave) / sample_rate)
+        check_not_truncated(name, _trusted_duration(data, fmt, stream), len(wave) / sample_rate)
     return wave
 
 
-def _trusted_duration(data: bytes, fmt: str, container, stream) -> float | None:
-    """The declared duration of `stream`, where the header states it rather than FFmpeg estimating it."""
-    if fmt in AV_CONTAINERS:
-        # The container's own duration spans every track; only a per-track figure describes the audio.
-        return float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+def _trusted_duration(data: bytes, fmt: str, stream) -> float | None:
+    """The audio track's duration where its header states it, rather than FFmpeg estimating it."""
+    if fmt == "wav":
+        return None  # FFmpeg derives it from the file size; check_complete reads the RIFF header instead
     if fmt == "mp3" and not has_mp3_length_tag(data):
         return None  # FFmpeg guesses from bitrate x file size, which a cut file shrinks in step
-    if fmt == "wav":
-        return None  # FFmpeg derives it from the file size; check_complete reads the header instead
-    return declared_seconds(container, stream)
+    # Per-track only: a container-wide figure spans the video too, or is an estimate.
+    return float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
 
 
 class MonoResampler:

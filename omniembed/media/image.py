@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -30,13 +29,12 @@ def decode_image(
     if fmt not in IMAGE_FORMATS:
         raise MediaError(name, f"expected an image, but the input is {describe(fmt, data)}")
     try:
-        with warnings.catch_warnings():
-            # We enforce max_pixels ourselves; Pillow's global bomb warning would only duplicate it.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                _check_pixels(name, image.size, max_pixels)
-                image.load()
-                return _to_rgb(_upright(image))
+        # Pillow's own bomb guard (Image.MAX_IMAGE_PIXELS, a process-wide setting) still applies on open:
+        # past twice its value it raises, which becomes MediaError below; so max_pixels can only tighten it.
+        with Image.open(io.BytesIO(data)) as image:
+            _check_pixels(name, image.size, max_pixels)
+            image.load()
+            return _to_rgb(_upright(image))
     except MediaError:
         raise
     except Image.DecompressionBombError as exc:

@@ -71,7 +71,7 @@ def describe(fmt: str | None, data: bytes) -> str:
 
 
 def detect_modality(src: Source, *, max_bytes: int = MAX_MEDIA_BYTES) -> str:
-    """"image", "audio" or "video", from the bytes alone (magic numbers, then the container's streams)."""
+    """Return "image", "audio" or "video", judged from the bytes alone (magic numbers, then the streams)."""
     # Local import: container imports this module for its format table.
     from omniembed.media.container import open_container, pick_streams
 

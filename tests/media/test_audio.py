@@ -80,3 +80,12 @@ def test_streamed_wav_with_unknown_data_size_still_decodes(make):
     at = data.index(b"data") + 4
     data[at:at + 4] = b"\xff\xff\xff\xff"
     assert len(decode_audio(bytes(data))) == SAMPLE_RATE // 2
+
+
+def test_mp3_without_a_length_tag_is_not_mistaken_for_truncated(audio_bytes):
+    # Without a Xing/Info tag FFmpeg estimates the length from the bitrate; that estimate is not trusted.
+    data = bytearray(audio_bytes["mp3"])
+    at = data.index(b"Info")
+    data[at:at + 4] = b"\x00\x00\x00\x00"  # the tag frame now reads as one more frame of silence
+    wave = decode_audio(bytes(data))
+    assert abs(len(wave) - SAMPLE_RATE) <= 1152  # at most that one extra MP3 frame

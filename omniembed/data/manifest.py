@@ -120,7 +120,7 @@ def _resolve_media(value: Any, modality: str, field_: str, base: Path, where: _W
     elif len(parsed.scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise where.error(field_, f"unsupported URL scheme '{parsed.scheme}' (use a local path, http or https)")
     path = Path(os.path.expanduser(value))
-    path = path if path.is_absolute() else base / path
+    path = Path(os.path.normpath(path if path.is_absolute() else base / path))
     if must_exist and not path.is_file():
         raise where.error(field_, f"media file not found: {path}")
     return Media(modality, str(path))

@@ -39,7 +39,7 @@ def open_container(data: bytes, name: str, fmt: str) -> Iterator[av.container.In
         container.close()
 
 
-def pick_streams(container, name: str) -> tuple[av.video.stream.VideoStream | None, av.audio.stream.AudioStream | None]:
+def pick_streams(container, name: str) -> tuple[av.VideoStream | None, av.AudioStream | None]:
     """The first real video stream and the first audio stream; cover art (attached pictures) is not video."""
     video = next(
         (s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None
@@ -47,7 +47,9 @@ def pick_streams(container, name: str) -> tuple[av.video.stream.VideoStream | No
     audio = next(iter(container.streams.audio), None)
     for stream in (video, audio):
         if stream is not None and stream.codec_context is None:
-            raise MediaError(name, f"the {stream.type} track names a codec FFmpeg cannot decode (unknown or damaged)")
+            raise MediaError(
+                name, f"the {stream.type} track names a codec FFmpeg cannot decode (unknown or damaged)"
+            )
     return video, audio
 
 

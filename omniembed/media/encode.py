@@ -15,7 +15,10 @@ from PIL import Image
 
 from omniembed.media.limits import SAMPLE_RATE
 
-IMAGE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF", "gif": "GIF"}
+# fmt -> Pillow format name
+_PILLOW_FORMATS = {
+    "png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF", "gif": "GIF",
+}
 
 # fmt -> (container, codec, sample format, sample rates the codec accepts or None for any)
 _AUDIO_CODECS = {
@@ -44,8 +47,8 @@ _VIDEO_CODECS = {
 def encode_image(pixels: np.ndarray, fmt: str = "png", *, quality: int = 95) -> bytes:
     """Encode an (H, W, 3) uint8 RGB array. `quality` applies to JPEG and WebP (WebP at 100 is lossless)."""
     key = fmt.lower()
-    if key not in IMAGE_FORMATS:
-        raise ValueError(f"encode_image: unsupported format {fmt!r}; expected one of {sorted(IMAGE_FORMATS)}")
+    if key not in _PILLOW_FORMATS:
+        raise ValueError(f"encode_image: unsupported format {fmt!r}; expected one of {sorted(_PILLOW_FORMATS)}")
     pixels = _check_rgb(pixels, "encode_image")
     image = Image.fromarray(pixels, mode="RGB")
     options: dict = {}
@@ -54,7 +57,7 @@ def encode_image(pixels: np.ndarray, fmt: str = "png", *, quality: int = 95) -> 
     elif key == "webp":
         options = {"lossless": True} if quality >= 100 else {"quality": quality}
     buf = io.BytesIO()
-    image.save(buf, format=IMAGE_FORMATS[key], **options)
+    image.save(buf, format=_PILLOW_FORMATS[key], **options)
     return buf.getvalue()
 
 
@@ -93,7 +96,9 @@ def encode_video(
         raise ValueError(f"encode_video: unsupported format {fmt!r}; expected one of {sorted(_VIDEO_CODECS)}")
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] == 0:
-        raise ValueError(f"encode_video: frames must be (T, H, W, 3) uint8 with T >= 1, got {frames.shape} {frames.dtype}")
+        raise ValueError(
+            f"encode_video: frames must be (T, H, W, 3) uint8 with T >= 1, got {frames.shape} {frames.dtype}"
+        )
     if not fps > 0:
         raise ValueError(f"encode_video: fps must be positive, got {fps}")
     container_fmt, vcodec, acodec, sample_fmt, rates, options = _VIDEO_CODECS[key]
@@ -123,7 +128,9 @@ def encode_video(
 def _check_rgb(pixels: np.ndarray, who: str) -> np.ndarray:
     pixels = np.asarray(pixels)
     if pixels.ndim != 3 or pixels.shape[-1] != 3 or pixels.dtype != np.uint8 or 0 in pixels.shape:
-        raise ValueError(f"{who}: pixels must be a non-empty (H, W, 3) uint8 array, got {pixels.shape} {pixels.dtype}")
+        raise ValueError(
+            f"{who}: pixels must be a non-empty (H, W, 3) uint8 array, got {pixels.shape} {pixels.dtype}"
+        )
     return np.ascontiguousarray(pixels)
 
 
@@ -165,7 +172,9 @@ def _mux_audio(out, stream, planar: np.ndarray, sample_rate: int) -> None:
     frame.pts = 0
     frame.time_base = Fraction(1, int(sample_rate))
     # Fixed-size codecs (AAC 1024, MP3 1152, Opus 960) reject frames of any other length but the last.
-    resampler = av.AudioResampler(format=ctx.format.name, layout=layout, rate=ctx.sample_rate, frame_size=ctx.frame_size or None)
+    resampler = av.AudioResampler(
+        format=ctx.format.name, layout=layout, rate=ctx.sample_rate, frame_size=ctx.frame_size or None
+    )
     for chunk in [*resampler.resample(frame), *resampler.resample(None)]:
         out.mux(stream.encode(chunk))
     out.mux(stream.encode(None))

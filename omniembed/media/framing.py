@@ -28,7 +28,8 @@ def check_wav_complete(data: bytes, name: str) -> None:
             # 0 and 0xFFFFFFFF mean "unknown" (streamed writers, RF64); nothing to check then.
             if size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data):
                 raise MediaError(
-                    name, f"truncated WAV: the data chunk declares {size} bytes but only {len(data) - pos - 8} remain"
+                    name,
+                    f"truncated WAV: the data chunk declares {size} bytes but only {len(data) - pos - 8} remain",
                 )
             return
         pos += 8 + size + (size & 1)  # chunks are padded to even sizes
@@ -67,7 +68,8 @@ def check_matroska_complete(data: bytes, name: str) -> None:
         if pos + size > len(data):
             what = "Segment" if element_id == 0x18538067 else f"element 0x{element_id:X}"
             raise MediaError(
-                name, f"truncated Matroska/WebM: the {what} declares {size} bytes but only {len(data) - pos} remain"
+                name,
+                f"truncated Matroska/WebM: the {what} declares {size} bytes but only {len(data) - pos} remain",
             )
         pos += size
 

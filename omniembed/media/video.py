@@ -27,7 +27,7 @@ class Video:
     times: np.ndarray  # (T,) float64, presentation time of each frame in seconds from the stream start
     audio: np.ndarray | None  # (n,) float32 mono at sample_rate; None when there is no audio track
     sample_rate: int
-    duration: float  # seconds: the container's stated duration, else what was decoded
+    duration: float  # seconds: as the video track (or else the container) states it, else as decoded
 
 
 class FrameSampler:
@@ -75,8 +75,10 @@ def decode_video(
     """Decode `src`, keeping frames at `fps` by presentation time (see FrameSampler), at most `max_frames`.
 
     Frames are upright as a player shows them (a display-matrix rotation is applied). The audio track
-    (when `with_audio` and present) is mono float32 at `sample_rate`, starting at the track's first sample. Raises MediaError for non-video input, corrupt or truncated files, frames over
-    `max_pixels`, and media longer than `max_seconds`.
+    (when `with_audio` and present) is mono float32 at `sample_rate`, starting at the track's first
+    sample. Raises MediaError for non-video input, truncated or detectably corrupt files, frames over
+    `max_pixels`, and media longer than `max_seconds`. Codecs conceal damage inside the picture data, so
+    such frames decode as damaged pictures.
     """
     sampler = FrameSampler(fps, max_frames)
     data, name = read_source(src, max_bytes)
@@ -94,7 +96,9 @@ def decode_video(
         if max_seconds is not None and declared is not None and declared > max_seconds + _TIME_EPS:
             raise MediaError(name, f"video is {declared:.3f} s, over the limit of {max_seconds:g} s")
         mono = MonoResampler(name, sample_rate, max_seconds) if with_audio and astream is not None else None
-        frames, times, last_t = _demux(name, container, vstream, astream if mono else None, sampler, mono, max_seconds)
+        frames, times, last_t = _demux(
+            name, container, vstream, astream if mono else None, sampler, mono, max_seconds
+        )
         audio = mono.finish() if mono is not None else None
     if not frames:
         raise MediaError(name, "the video track decoded to no frames")

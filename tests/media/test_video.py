@@ -119,7 +119,8 @@ def test_display_matrix_rotation_is_applied_like_a_player(angle, shape, corner):
     # Write the rotation into the track header's matrix, as phone cameras do (16.16 fixed point).
     cos, sin = round(np.cos(np.radians(angle))), round(np.sin(np.radians(angle)))
     matrix_at = data.index(b"tkhd") + 4 + 4 + 20 + 8 + 8  # after version/flags, times, id, duration, layer...
-    data[matrix_at:matrix_at + 20] = struct.pack(">5i", cos << 16, -sin << 16, 0, sin << 16, cos << 16)  # a b u c d
+    # Matrix entries a, b, u, c, d: a rotation by `angle` with no skew.
+    data[matrix_at:matrix_at + 20] = struct.pack(">5i", cos << 16, -sin << 16, 0, sin << 16, cos << 16)
     video = decode_video(bytes(data), fps=10.0)
     assert video.frames.shape[1:3] == shape
     row, col = corner

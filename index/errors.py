@@ -1,0 +1,22 @@
+"""Error types of the index. Each names the file or input and what was wrong with it."""
+
+from __future__ import annotations
+
+from omniembed.errors import OmniEmbedError
+
+
+class IndexCorruptError(OmniEmbedError):
+    """A snapshot or log file failed its checksum, was truncated past repair, or holds impossible records.
+
+    `path` names the file; `reason` says what was wrong. Raised only when no earlier good state could be
+    recovered without losing acknowledged writes.
+    """
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class IndexInputError(OmniEmbedError, ValueError):
+    """An argument to the index was malformed: wrong shape, non-finite vector, bad id, bad filter."""

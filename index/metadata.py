@@ -1,0 +1,223 @@
+"""The metadata store: one SQLite row per live item (id, slot, modality, uri, JSON payload) and filters.
+
+The database lives in memory; durability comes from the index's WAL and snapshots (the SQLite file is
+part of each snapshot), so vectors and metadata are acknowledged together by one fsync'd log record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+import threading
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import IndexInputError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    slot INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    modality TEXT,
+    uri TEXT,
+    payload TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS items_modality ON items(modality);
+"""
+_FIELD = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def clean_metadata(meta: dict | None, where: str) -> dict:
+    """The stored form {"modality", "uri", "payload"}; raises IndexInputError naming `where`."""
+    meta = {} if meta is None else meta
+    if not isinstance(meta, dict):
+        raise IndexInputError(f"{where}: metadata must be a dict, got {type(meta).__name__}")
+    unknown = set(meta) - {"modality", "uri", "payload"}
+    if unknown:
+        raise IndexInputError(f"{where}: unknown metadata keys {sorted(unknown)} (allowed: modality, uri, payload)")
+    out = {"modality": meta.get("modality"), "uri": meta.get("uri"), "payload": meta.get("payload") or {}}
+    for key in ("modality", "uri"):
+        if out[key] is not None and not isinstance(out[key], str):
+            raise IndexInputError(f"{where}: metadata {key!r} must be a string")
+    if not isinstance(out["payload"], dict):
+        raise IndexInputError(f"{where}: metadata payload must be a JSON object (dict)")
+    try:
+        json.dumps(out["payload"], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise IndexInputError(f"{where}: payload is not JSON-serialisable: {exc}") from None
+    return out
+
+
+def compile_filter(flt: dict) -> tuple[str, list[Any]]:
+    """A filter dict -> (SQL WHERE clause, parameters).
+
+    {"modality": "image" | [..], "uri": str | [..], "payload": {"field.sub": value | [values]}}; all terms
+    must hold (AND); a list means any of its values (OR). Payload values are JSON scalars.
+    """
+    if not isinstance(flt, dict):
+        raise IndexInputError(f"filter must be a dict, got {type(flt).__name__}")
+    unknown = set(flt) - {"modality", "uri", "payload"}
+    if unknown:
+        raise IndexInputError(f"filter has unknown keys {sorted(unknown)} (allowed: modality, uri, payload)")
+    clauses: list[str] = []
+    params: list[Any] = []
+    for col in ("modality", "uri"):
+        if col in flt:
+            values = _as_list(flt[col], f"filter {col}")
+            if not all(isinstance(v, str) for v in values):
+                raise IndexInputError(f"filter {col} values must be strings")
+            clauses.append(f"{col} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+    payload = flt.get("payload", {})
+    if not isinstance(payload, dict):
+        raise IndexInputError("filter payload must be a dict of field -> value")
+    for field, value in payload.items():
+        if not isinstance(field, str) or not _FIELD.match(field):
+            raise IndexInputError(f"filter payload field {field!r} is not a dotted name of [A-Za-z0-9_-]")
+        path = "$." + ".".join(f'"{part}"' for part in field.split("."))
+        ors = []
+        for v in _as_list(value, f"filter payload {field}"):
+            if not isinstance(v, _SCALARS):
+                raise IndexInputError(f"filter payload {field}: value {v!r} is not a JSON scalar")
+            # json_extract maps true/false to 1/0 and null to NULL, so those compare by JSON type instead.
+            if v is None:
+                ors.append("json_type(payload, ?) = 'null'")
+                params.append(path)
+            elif isinstance(v, bool):
+                ors.append("json_type(payload, ?) = ?")
+                params.extend([path, "true" if v else "false"])
+            else:
+                ors.append("(json_extract(payload, ?) = ? AND json_type(payload, ?) IN (?, ?, ?))")
+                kinds = ("text",) * 3 if isinstance(v, str) else ("integer", "real", "real")
+                params.extend([path, v, path, *kinds])
+        clauses.append("(" + " OR ".join(ors) + ")")
+    return (" AND ".join(clauses) or "1"), params
+
+
+def _as_list(value: Any, where: str) -> list:
+    if isinstance(value, (list, tuple, set, frozenset)):
+        values = list(value)
+        if not values:
+            raise IndexInputError(f"{where}: empty list matches nothing; leave the key out instead")
+        return values
+    return [value]
+
+
+class MetadataStore:
+    def __init__(self, conn: sqlite3.Connection | None = None):
+        self._conn = conn or sqlite3.connect(":memory:", check_same_thread=False)
+        # Explicit transactions only: a dangling implicit one would block the snapshot's backup() forever.
+        self._conn.isolation_level = None
+        self._conn.executescript(_SCHEMA)
+        # One connection is shared by searching threads; SQLite's own mutex is per call, ours per query.
+        self._mutex = threading.Lock()
+
+    # -- writes (the index holds its write lock) --
+    def upsert(self, rows: list[tuple[int, str, dict]]) -> np.ndarray:
+        """Insert (slot, id, clean metadata) rows; returns the slots the ids held before (now dead)."""
+        with self._mutex, self._transaction():
+            old = self._slots_locked([r[1] for r in rows])
+            self._conn.executemany("DELETE FROM items WHERE id = ?", [(r[1],) for r in rows])
+            self._conn.executemany(
+                "INSERT INTO items(slot, id, modality, uri, payload) VALUES (?, ?, ?, ?, ?)",
+                [(s, i, m["modality"], m["uri"], json.dumps(m["payload"], separators=(",", ":"))) for s, i, m in rows],
+            )
+        return old
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def delete(self, ids: list[str]) -> np.ndarray:
+        with self._mutex, self._transaction():
+            old = self._slots_locked(ids)
+            self._conn.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
+        return old
+
+    def remap(self, old_slots: np.ndarray, new_slots: np.ndarray) -> None:
+        """Renumber slots (compaction). New slots must be a permutation-free dense renumbering."""
+        with self._mutex, self._transaction():
+            # Shift to negatives first so no intermediate state violates the primary key.
+            self._conn.executemany(
+                "UPDATE items SET slot = ? WHERE slot = ?",
+                [(-1 - int(n), int(o)) for o, n in zip(old_slots, new_slots)],
+            )
+            self._conn.execute("UPDATE items SET slot = -1 - slot WHERE slot < 0")
+
+    # -- reads --
+    def _slots_locked(self, ids: Iterable[str]) -> np.ndarray:
+        out = []
+        for chunk in _chunks(list(ids), 500):
+            cur = self._conn.execute(f"SELECT slot FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            out.extend(r[0] for r in cur)
+        return np.asarray(out, dtype=np.int64)
+
+    def slots_of(self, ids: list[str]) -> dict[str, int]:
+        with self._mutex:
+            found = {}
+            for chunk in _chunks(ids, 500):
+                q = f"SELECT id, slot FROM items WHERE id IN ({','.join('?' * len(chunk))})"
+                found.update(self._conn.execute(q, chunk).fetchall())
+        return found
+
+    def rows_for_slots(self, slots: Iterable[int]) -> dict[int, tuple[str, dict]]:
+        slots = [int(s) for s in slots]
+        out: dict[int, tuple[str, dict]] = {}
+        with self._mutex:
+            for chunk in _chunks(slots, 500):
+                q = f"SELECT slot, id, modality, uri, payload FROM items WHERE slot IN ({','.join('?' * len(chunk))})"
+                for slot, id_, modality, uri, payload in self._conn.execute(q, chunk):
+                    out[slot] = (id_, {"modality": modality, "uri": uri, "payload": json.loads(payload)})
+        return out
+
+    def filter_slots(self, flt: dict) -> np.ndarray:
+        where, params = compile_filter(flt)
+        with self._mutex:
+            rows = self._conn.execute(f"SELECT slot FROM items WHERE {where} ORDER BY slot", params).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def live_slots(self) -> np.ndarray:
+        with self._mutex:
+            rows = self._conn.execute("SELECT slot FROM items ORDER BY slot").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def count(self) -> int:
+        with self._mutex:
+            return self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    # -- persistence --
+    def save(self, path: str) -> None:
+        dst = sqlite3.connect(path)
+        try:
+            with self._mutex:
+                self._conn.backup(dst)
+        finally:
+            dst.close()
+
+    @classmethod
+    def load(cls, path: str) -> "MetadataStore":
+        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            mem = sqlite3.connect(":memory:", check_same_thread=False)
+            src.backup(mem)
+        finally:
+            src.close()
+        return cls(mem)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _chunks(seq: list, n: int):
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

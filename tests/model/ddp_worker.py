@@ -1,0 +1,60 @@
+"""Run a few joint training steps on the tiny model, alone or under torchrun, and save a checkpoint.
+
+Used by test_distributed.py: the same global batches go through one process or are split over ranks, and
+the final parameters must agree. Not a test module itself (no test_ prefix).
+"""
+
+import argparse
+import sys
+
+import torch
+
+from omniembed import distributed as D
+from omniembed.model import load_model_config, OmniModel
+from omniembed.sampler import ResumableSampler
+from omniembed.trainer import PairBatch, TokenBatch, TrainConfig, Trainer
+
+VOCAB, LM_LEN, GLOBAL_BATCH = 64, 16, 8
+
+
+def dataset(n=64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, 24, (n, 1), generator=g)
+    step = torch.randint(1, 4, (n, 1), generator=g)
+    lm = 4 + (start + step * torch.arange(LM_LEN)) % 24  # (n, LM_LEN), no padding: equal tokens per rank
+    labels = torch.randint(0, 36, (n,), generator=g)
+    a = torch.stack([4 + labels // 6, 10 + labels % 6, torch.full_like(labels, 1)], dim=1)
+    b = torch.stack([40 + labels % 6, 30 + labels // 6, 50 + labels % 6, torch.full_like(labels, 1)], dim=1)
+    return lm, a, b, labels
+
+
+def main(argv, log=print):
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--parallel", default="auto")
+    p.add_argument("--steps", type=int, default=3)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    D.init_from_env("gloo")
+    torch.manual_seed(0)
+    model = OmniModel(load_model_config("tiny", vocab_size=VOCAB, pad_id=0))
+    trainer = Trainer(model, TrainConfig(lr=1e-3, warmup_steps=1, total_steps=10, parallel=args.parallel))
+    lm, a, b, labels = dataset()
+    sampler = ResumableSampler(len(lm), seed=3)
+    for _ in range(args.steps):
+        idx = sampler.take_shard(GLOBAL_BATCH, D.rank(), D.world_size())
+        result = trainer.train_step(
+            TokenBatch(lm[idx], torch.ones_like(lm[idx], dtype=torch.bool)),
+            PairBatch(a[idx], torch.ones_like(a[idx], dtype=torch.bool),
+                      b[idx], torch.ones_like(b[idx], dtype=torch.bool), labels[idx]),
+        )
+        assert not result.skipped, result.reason
+        if D.rank() == 0:
+            log(f"step {result.step} loss {result.loss:.6f}")
+    trainer.save(args.out, data_state=sampler.state_dict())
+    D.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], log=lambda line: print(line, flush=True)))

@@ -66,7 +66,7 @@ def _best_template(chroma: np.ndarray, solid: np.ndarray) -> tuple[str, float]:
 
 
 def read_image(pixels: np.ndarray) -> dict:
-    """Attributes recovered from a still: hue, centroid, area, outline and the trail."""
+    """Attributes recovered from a still: hue, centroid, outline, radius and the speed lines."""
     size = pixels.shape[0]
     hue, chroma = _hue_and_chroma(pixels)
     solid = _solid_mask(pixels)
@@ -74,7 +74,7 @@ def read_image(pixels: np.ndarray) -> dict:
     mean_hue = np.rad2deg(np.arctan2(np.sin(ang).mean(), np.cos(ang).mean())) % 360
     ys, xs = np.nonzero(solid)
     top, bottom = ys.min(), ys.max()
-    # the trail: faint coloured rows beyond the solid shape, below (rising) or above (falling)
+    # speed lines: fainter coloured rows beyond the solid shape, below (rising) or above (falling)
     rows = np.nonzero(((chroma > 0.2).sum(1)) >= 2)[0]
     trail = (rows.max() - bottom) - (top - rows.min())
     motion = "rising" if trail >= 4 else "falling" if trail <= -4 else "still"

@@ -11,6 +11,8 @@ import av
 from omniembed.errors import MediaError
 from omniembed.media.sniff import DEMUXERS
 
+_PROBE_BYTES = str(64 * 1024)
+
 
 @contextmanager
 def ffmpeg_errors(name: str, doing: str) -> Iterator[None]:
@@ -32,7 +34,9 @@ def ffmpeg_errors(name: str, doing: str) -> Iterator[None]:
 def open_container(data: bytes, name: str, fmt: str) -> Iterator[av.container.InputContainer]:
     """Open `data` with the demuxer for our sniffed format `fmt`, never letting FFmpeg guess."""
     with ffmpeg_errors(name, f"opening as {fmt}"):
-        container = av.open(io.BytesIO(data), mode="r", format=DEMUXERS[fmt])
+        # Every supported format states its streams in a header, so stream probing need not read (and
+        # decode) FFmpeg's default 5 MB first: a 30 s WAV opened 100x slower with it.
+        container = av.open(io.BytesIO(data), mode="r", format=DEMUXERS[fmt], options={"probesize": _PROBE_BYTES})
     try:
         yield container
     finally:

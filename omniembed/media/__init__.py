@@ -9,6 +9,7 @@ world and for tests).
 from omniembed.errors import MediaError
 from omniembed.media.limits import (
     MAX_AUDIO_SECONDS,
+    MAX_DECODED_BYTES,
     MAX_IMAGE_PIXELS,
     MAX_MEDIA_BYTES,
     MAX_VIDEO_SECONDS,
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_AUDIO_SECONDS",
     "MAX_VIDEO_SECONDS",
+    "MAX_DECODED_BYTES",
     "encode_image",
     "encode_audio",
     "encode_video",

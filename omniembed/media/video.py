@@ -11,7 +11,13 @@ from omniembed.errors import MediaError
 from omniembed.media.audio import MonoResampler
 from omniembed.media.container import declared_seconds, ffmpeg_errors, open_container, pick_streams
 from omniembed.media.framing import check_complete
-from omniembed.media.limits import MAX_IMAGE_PIXELS, MAX_MEDIA_BYTES, MAX_VIDEO_SECONDS, SAMPLE_RATE
+from omniembed.media.limits import (
+    MAX_DECODED_BYTES,
+    MAX_IMAGE_PIXELS,
+    MAX_MEDIA_BYTES,
+    MAX_VIDEO_SECONDS,
+    SAMPLE_RATE,
+)
 from omniembed.media.sniff import AV_CONTAINERS, describe, sniff_format
 from omniembed.media.source import Source, read_source
 
@@ -71,13 +77,15 @@ def decode_video(
     with_audio: bool = True,
     max_bytes: int = MAX_MEDIA_BYTES,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    max_decoded_bytes: int = MAX_DECODED_BYTES,
 ) -> Video:
     """Decode `src`, keeping frames at `fps` by presentation time (see FrameSampler), at most `max_frames`.
 
     Frames are upright as a player shows them (a display-matrix rotation is applied). The audio track
     (when `with_audio` and present) is mono float32 at `sample_rate`, starting at the track's first
     sample. Raises MediaError for non-video input, truncated or detectably corrupt files, frames over
-    `max_pixels`, and media longer than `max_seconds`. Codecs conceal damage inside the picture data, so
+    `max_pixels`, sampled frames outgrowing `max_decoded_bytes` (a long, large video at a high `fps`),
+    and media longer than `max_seconds`. Codecs conceal damage inside the picture data, so
     such frames decode as damaged pictures.
     """
     sampler = FrameSampler(fps, max_frames)
@@ -96,9 +104,8 @@ def decode_video(
         if max_seconds is not None and declared is not None and declared > max_seconds + _TIME_EPS:
             raise MediaError(name, f"video is {declared:.3f} s, over the limit of {max_seconds:g} s")
         mono = MonoResampler(name, sample_rate, max_seconds) if with_audio and astream is not None else None
-        frames, times, last_t = _demux(
-            name, container, vstream, astream if mono else None, sampler, mono, max_seconds
-        )
+        limits = (max_seconds, max_decoded_bytes)
+        frames, times, last_t = _demux(name, container, vstream, astream if mono else None, sampler, mono, limits)
         audio = mono.finish() if mono is not None else None
     if not frames:
         raise MediaError(name, "the video track decoded to no frames")
@@ -113,14 +120,12 @@ def decode_video(
     )
 
 
-def _demux(name, container, vstream, astream, sampler, mono, max_seconds):
-    """One pass over the packets: sampled frames as RGB arrays, audio into `mono`."""
+def _demux(name, container, vstream, astream, sampler, mono, limits):
+    """One pass over the packets: sampled frames into a _FrameStack, audio into `mono`."""
+    max_seconds, max_decoded_bytes = limits
     start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
     step = 1.0 / _frame_rate(vstream)
-    frames: list[np.ndarray] = []
-    times: list[float] = []
-    size: tuple[int, int] | None = None
-    turns = 0
+    stack = _FrameStack(name, max_decoded_bytes)
     t = -step
     streams = [vstream] if astream is None else [vstream, astream]
     with ffmpeg_errors(name, "decoding video"):
@@ -138,18 +143,36 @@ def _demux(name, container, vstream, astream, sampler, mono, max_seconds):
                 t = frame.time - start if frame.time is not None else t + step
                 if max_seconds is not None and t > max_seconds + _TIME_EPS:
                     raise MediaError(name, f"video runs past the limit of {max_seconds:g} s")
-                if not sampler.offer(t):
-                    continue
-                if size is None:
-                    # Size and turn come from the first kept frame, so every frame stacks to one shape.
-                    size, turns = (frame.width, frame.height), _quarter_turns(frame)
-                if (frame.width, frame.height) != size:  # resolution changed midway: keep the first size
-                    frame = frame.reformat(width=size[0], height=size[1])
-                pixels = frame.to_ndarray(format="rgb24")  # (H, W, 3)
-                # Phones record sideways and store the turn in a display matrix; show frames as a player would.
-                frames.append(np.ascontiguousarray(np.rot90(pixels, k=turns)) if turns else pixels)
-                times.append(t)
-    return frames, times, t
+                if sampler.offer(t):
+                    stack.add(frame, t)
+    return stack.frames, stack.times, t
+
+
+class _FrameStack:
+    """Kept frames as upright RGB arrays of one shape, within a byte budget."""
+
+    def __init__(self, name: str, max_bytes: int):
+        self.name, self.max_bytes = name, max_bytes
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+        self._size: tuple[int, int] | None = None
+        self._turns = 0
+
+    def add(self, frame, t: float) -> None:
+        if self._size is None:
+            # Size and turn come from the first kept frame, so every frame stacks to one shape.
+            self._size, self._turns = (frame.width, frame.height), _quarter_turns(frame)
+        width, height = self._size
+        if (len(self.frames) + 1) * width * height * 3 > self.max_bytes:
+            raise MediaError(
+                self.name, f"sampled frames would outgrow {self.max_bytes} bytes; lower fps or set max_frames"
+            )
+        if (frame.width, frame.height) != self._size:  # resolution changed midway: keep the first size
+            frame = frame.reformat(width=width, height=height)
+        pixels = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+        # Phones record sideways and store the turn in a display matrix; show frames as a player would.
+        self.frames.append(np.ascontiguousarray(np.rot90(pixels, k=self._turns)) if self._turns else pixels)
+        self.times.append(t)
 
 
 def _quarter_turns(frame) -> int:

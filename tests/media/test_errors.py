@@ -223,3 +223,10 @@ def test_memoryview_and_bytearray_inputs_decode_like_bytes(all_media):
 def test_encode_video_rejects_bad_frames_with_value_error():
     with pytest.raises(ValueError, match=r"\(T, H, W, 3\) uint8"):
         encode_video(np.zeros((2, 8, 8), np.uint8), 10.0)
+
+
+def test_sampled_frames_outgrowing_the_decoded_byte_limit_raise(all_media):
+    one_frame = 32 * 48 * 3
+    assert len(decode_video(all_media["mp4"], fps=2.0, max_decoded_bytes=6 * one_frame).frames) == 6
+    with pytest.raises(MediaError, match=f"sampled frames would outgrow {5 * one_frame} bytes"):
+        decode_video(all_media["mp4"], fps=2.0, max_decoded_bytes=5 * one_frame)

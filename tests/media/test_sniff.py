@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
+import av
 import numpy as np
 import pytest
 
-from omniembed.media import SAMPLE_RATE, decode_audio, detect_modality, encode_audio
+from omniembed.errors import MediaError
+from omniembed.media import SAMPLE_RATE, decode_audio, decode_video, detect_modality, encode_audio
 from omniembed.media.sniff import sniff_format
 
 EXPECTED = {
@@ -25,6 +29,35 @@ def test_audio_only_mp4_is_audio_not_video(make):
     assert sniff_format(m4a) == "mp4"
     assert detect_modality(m4a) == "audio"
     assert abs(len(decode_audio(m4a)) - SAMPLE_RATE // 2) < 0.03 * SAMPLE_RATE
+
+
+def _m4a_with_cover_art() -> bytes:
+    """AAC in MP4 plus a PNG cover: a video stream marked as an attached picture, as music files carry."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        audio = out.add_stream("aac", rate=SAMPLE_RATE)
+        audio.codec_context.layout = "mono"
+        cover = out.add_stream("png")
+        cover.width, cover.height, cover.pix_fmt = 8, 8, "rgb24"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24")
+        picture.pts = 0
+        out.mux(cover.encode(picture))
+        silence = av.AudioFrame.from_ndarray(np.zeros((1, SAMPLE_RATE), np.float32), format="flt", layout="mono")
+        silence.sample_rate, silence.pts = SAMPLE_RATE, 0
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=SAMPLE_RATE, frame_size=1024)
+        for chunk in resampler.resample(silence) + resampler.resample(None):
+            out.mux(audio.encode(chunk))
+        out.mux(audio.encode(None))
+    return buf.getvalue()
+
+
+def test_audio_with_cover_art_is_audio_not_video():
+    data = _m4a_with_cover_art()
+    assert detect_modality(data) == "audio"
+    assert abs(len(decode_audio(data)) - SAMPLE_RATE) < 0.03 * SAMPLE_RATE
+    with pytest.raises(MediaError, match="no video track"):
+        decode_video(data)
 
 
 def test_detect_modality_reads_paths(tmp_path, all_media):

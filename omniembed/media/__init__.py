@@ -1,9 +1,19 @@
 """Media decoding: bytes or paths of images, audio and video in, numpy arrays out (Pillow, PyAV).
 
-Every decoder takes bytes or a path and raises omniembed.errors.MediaError(source, reason) for anything it
-cannot decode: empty, wrong type, truncated, corrupt, over a size limit, or missing. `source` is the path,
-or "<N bytes>" for in-memory data. The encoders turn arrays into real encoded bytes (for the synthetic
-world and for tests).
+- decode_image -> (H, W, 3) uint8 RGB: PNG, JPEG, WebP (also GIF, BMP, TIFF).
+- decode_audio -> (n,) float32 mono in [-1, 1] at SAMPLE_RATE: WAV, FLAC, MP3, Ogg (Opus/Vorbis), and the
+  audio track of MP4/M4A and WebM/Matroska.
+- decode_video -> Video(frames, times, audio, sample_rate, duration): MP4, WebM/Matroska (Ogg Theora too),
+  frames sampled at `fps` by presentation time.
+- detect_modality -> "image" | "audio" | "video", from the bytes alone.
+
+The format is recognised from magic numbers, never from a file name. Every decoder raises
+omniembed.errors.MediaError(source, reason) for anything it cannot decode: empty, not media or the wrong
+modality, truncated, detectably corrupt, over a limit (MAX_MEDIA_BYTES, MAX_IMAGE_PIXELS, MAX_AUDIO_SECONDS,
+MAX_VIDEO_SECONDS, MAX_DECODED_BYTES; each decoder takes a keyword to change its limit), or a missing
+path. `source` is the path, or "<N bytes>" for in-memory data. Damage inside payloads that carry no
+checksum (PCM, BMP, MP3 frames, JPEG/WebP/H.264/VP9 picture data) cannot be told from content and decodes
+as damaged content. The encoders turn arrays into real encoded bytes, for the synthetic world and tests.
 """
 
 from omniembed.errors import MediaError

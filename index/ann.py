@@ -36,7 +36,7 @@ def resolve_params(kind: str, dim: int, params: dict) -> dict:
         if dim % out["pq_m"]:
             raise ValueError(f"pq_m={out['pq_m']} must divide dim={dim}")
         if not out["train_size"]:
-            # FAISS's k-means wants ~39 points per centroid, for the coarse lists and each PQ codebook; below that it warns and clusters poorly.
+            # FAISS's k-means wants ~39 points per centroid (coarse lists and each PQ codebook).
             out["train_size"] = 40 * max(out["nlist"], 2 ** out["nbits"])
     return out
 

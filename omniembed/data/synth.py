@@ -15,6 +15,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ from omniembed.data import world as W
 from omniembed.data.manifest import Record, load_manifest, write_manifest
 from omniembed.data.render import Look, render_frames, render_image
 from omniembed.data.sound import render_sound
+from omniembed.errors import ManifestError
 from omniembed.media.limits import SAMPLE_RATE
 
 WORLD_VERSION = 1
@@ -126,6 +128,17 @@ def _documents(cfg: SynthConfig, items: list[dict], split: str, count: int, star
     return docs
 
 
+_OWN_MEDIA = re.compile(r"item-\d+\.(png|wav|mp4|webm)")
+
+
+def _remove_stale_media(media_dir: Path, keep: set[str]) -> None:
+    # A re-run into the same folder with a smaller n or without video would otherwise leave files no
+    # manifest names; only names this generator writes are touched.
+    for path in media_dir.iterdir():
+        if _OWN_MEDIA.fullmatch(path.name) and path.name not in keep:
+            path.unlink()
+
+
 def _default_workers(n: int) -> int:
     # Video encoding dominates; a second process pays off only once there is enough of it to share.
     return 1 if n < 64 else max(1, min(os.cpu_count() or 1, 4))
@@ -172,6 +185,7 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, *, heldout_frac: float 
     train_docs = _documents(cfg, train_items, "train", n_docs - n_heldout_docs, 0) if train_items else []
     heldout_docs = _documents(cfg, heldout_items, "heldout", n_heldout_docs, len(train_docs))
 
+    _remove_stale_media(out / "media", {Path(v).name for r in records for k, v in r["views"].items() if k != "text"})
     write_manifest(train_items + train_docs, out / TRAIN_FILE)
     write_manifest(heldout_items + heldout_docs, out / HELDOUT_FILE)
     world = {
@@ -199,7 +213,13 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, *, heldout_frac: float 
 def load_world(root: str | Path, *, check_media: bool = False) -> SynthWorld:
     """Read a generated world back: world.json plus both manifests, validated."""
     root = Path(root)
-    world = json.loads((root / WORLD_FILE).read_text(encoding="utf-8"))
+    try:
+        world = json.loads((root / WORLD_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ManifestError(f"{root / WORLD_FILE}: not a readable synthetic world description: {err}") from err
+    if world.get("version") != WORLD_VERSION:
+        raise ManifestError(f"{root / WORLD_FILE}: world version {world.get('version')!r}, this build reads "
+                            f"{WORLD_VERSION}; regenerate it with python -m omniembed.data.synth")
     return SynthWorld(root=root, world=world,
                       train=load_manifest(root / world["files"]["train"], check_media=check_media),
                       heldout=load_manifest(root / world["files"]["heldout"], check_media=check_media))

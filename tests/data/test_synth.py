@@ -26,6 +26,15 @@ def test_same_seed_gives_byte_identical_worlds_whatever_the_worker_count(tmp_pat
     assert any(name.endswith(".mp4") for name in _tree_digest(a))
 
 
+def test_regenerating_into_the_same_folder_leaves_no_stale_media(tmp_path):
+    generate(tmp_path, 4, seed=1, heldout_frac=0.0)
+    (tmp_path / "media" / "notes.txt").write_text("the user's own file")
+    world = load_world(generate(tmp_path, 2, seed=1, heldout_frac=0.0, video_format="none"))
+    named = {m.source for it in world.items for m in it.media.values()}
+    assert {str(p) for p in (tmp_path / "media").glob("item-*")} == named
+    assert (tmp_path / "media" / "notes.txt").exists()
+
+
 def test_different_seeds_give_different_worlds(tmp_path):
     a = load_world(generate(tmp_path / "a", 8, seed=1, video_format="none"))
     b = load_world(generate(tmp_path / "b", 8, seed=2, video_format="none"))
@@ -124,6 +133,13 @@ def test_cli_writes_a_world_that_the_loader_accepts(tmp_path, capsys):
     records = load_manifest(tmp_path / "manifest.jsonl", check_media=True)
     assert sum(isinstance(r, Item) for r in records) == 4 - round(4 * 0.125)
     assert json.loads((tmp_path / "world.json").read_text())["config"]["seed"] == 5
+
+
+def test_load_world_names_a_folder_that_holds_no_world(tmp_path):
+    from omniembed.errors import ManifestError
+
+    with pytest.raises(ManifestError, match="world.json: not a readable synthetic world"):
+        load_world(tmp_path)
 
 
 def test_cli_rejects_a_bad_count_with_a_usage_error(tmp_path, capsys):

@@ -3,8 +3,8 @@
 - decode_image -> (H, W, 3) uint8 RGB: PNG, JPEG, WebP (also GIF, BMP, TIFF).
 - decode_audio -> (n,) float32 mono in [-1, 1] at SAMPLE_RATE: WAV, FLAC, MP3, Ogg (Opus/Vorbis), and the
   audio track of MP4/M4A and WebM/Matroska.
-- decode_video -> Video(frames, times, audio, sample_rate, duration): MP4, WebM/Matroska (Ogg Theora too),
-  frames sampled at `fps` by presentation time.
+- decode_video -> Video(frames, times, audio, sample_rate, duration): MP4, WebM/Matroska, frames sampled
+  at `fps` by presentation time.
 - detect_modality -> "image" | "audio" | "video", from the bytes alone.
 
 The format is recognised from magic numbers, never from a file name. Every decoder raises

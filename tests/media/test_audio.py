@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+
+import av
 import numpy as np
 import pytest
 
@@ -89,3 +92,24 @@ def test_mp3_without_a_length_tag_is_not_mistaken_for_truncated(audio_bytes):
     data[at:at + 4] = b"\x00\x00\x00\x00"  # the tag frame now reads as one more frame of silence
     wave = decode_audio(bytes(data))
     assert abs(len(wave) - SAMPLE_RATE) <= 1152  # at most that one extra MP3 frame
+
+
+def _vorbis_ogg(wave: np.ndarray, rate: int) -> bytes:
+    """Ogg Vorbis via FFmpeg's (experimental) native encoder; encode_audio's ogg is Opus."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="ogg") as out:
+        stream = out.add_stream("vorbis", rate=rate, options={"strict": "experimental"})
+        stream.codec_context.layout, stream.codec_context.format = "stereo", "fltp"
+        frame = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")  # (2, n)
+        frame.sample_rate, frame.pts = rate, 0
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate, frame_size=1024)
+        for chunk in resampler.resample(frame) + resampler.resample(None):
+            out.mux(stream.encode(chunk))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def test_ogg_vorbis_decodes_as_well_as_ogg_opus(make):
+    wave = decode_audio(_vorbis_ogg(make.tone(440.0, 1.0, 22050), 22050))
+    assert abs(len(wave) - SAMPLE_RATE) <= 0.01 * SAMPLE_RATE
+    assert abs(_peak_hz(wave, SAMPLE_RATE) - 440.0) <= 1.0

@@ -139,7 +139,14 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
+    def _to_device(self, batch):
+        if batch is None:
+            return None
+        moved = {k: None if v is None else v.to(self.device, non_blocking=True) for k, v in vars(batch).items()}
+        return type(batch)(**moved)
+
     def _losses(self, lm: TokenBatch | None, pairs: PairBatch | None):
+        lm, pairs = self._to_device(lm), self._to_device(pairs)
         pair_ids = pair_mask = None
         if pairs is not None:
             pair_ids, pair_mask = stack_padded(pairs.a_ids, pairs.a_mask, pairs.b_ids, pairs.b_mask,

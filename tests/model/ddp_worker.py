@@ -28,20 +28,31 @@ def dataset(n=64, seed=1):
     return lm, a, b, labels
 
 
+def build(parallel, seed):
+    torch.manual_seed(seed)
+    model = OmniModel(load_model_config("tiny", vocab_size=VOCAB, pad_id=0))
+    trainer = Trainer(model, TrainConfig(lr=1e-3, warmup_steps=1, total_steps=10, parallel=parallel))
+    return trainer, ResumableSampler(64, seed=3)
+
+
 def main(argv, log=print):
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
     p.add_argument("--parallel", default="auto")
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--resume-at", type=int, default=-1, help="save and resume into fresh objects before this step")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     D.init_from_env("gloo")
-    torch.manual_seed(0)
-    model = OmniModel(load_model_config("tiny", vocab_size=VOCAB, pad_id=0))
-    trainer = Trainer(model, TrainConfig(lr=1e-3, warmup_steps=1, total_steps=10, parallel=args.parallel))
+    trainer, sampler = build(args.parallel, seed=0)
     lm, a, b, labels = dataset()
-    sampler = ResumableSampler(len(lm), seed=3)
-    for _ in range(args.steps):
+    for step in range(args.steps):
+        if args.resume_at == step:
+            # save, then continue from the file in fresh objects built from other initial weights
+            mid = args.out + ".mid"
+            trainer.save(mid, data_state=sampler.state_dict())
+            trainer, sampler = build(args.parallel, seed=1)
+            sampler.load_state_dict(trainer.resume(mid)["data_state"])
         idx = sampler.take_shard(GLOBAL_BATCH, D.rank(), D.world_size())
         result = trainer.train_step(
             TokenBatch(lm[idx], torch.ones_like(lm[idx], dtype=torch.bool)),

@@ -60,7 +60,7 @@ class Adaptive:
 def default_adaptive(dim: int) -> Adaptive:
     # Chosen by bench/index/run.py on embedding-like vectors: an eighth of the dims and a 400-item shortlist
     # matched the exact search's recall@10 (see bench/results/index_recall_qps.md for the sweep).
-    return Adaptive(prefix=min(dim, max(16, dim // 8)), shortlist=400)
+    return Adaptive(prefix=min(dim, max(32, dim // 8)), shortlist=400)
 
 
 class Index:

@@ -54,11 +54,13 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def wrap_model(model: nn.Module, mode: str = "auto") -> nn.Module:
+def wrap_model(model: nn.Module, mode: str = "auto", find_unused: bool = False) -> nn.Module:
     """DDP or FSDP (FSDP2 `fully_shard`, one unit per transformer block plus the root) around `model`.
 
     `auto` picks DDP when a multi-process group is up and leaves the model alone otherwise. FSDP shards
     parameters in place and returns the same object; DDP returns a wrapper whose `.module` is the model.
+    `find_unused`: DDP must be told when some steps leave parameters without gradients (e.g. an LM-only
+    step never touches the embedding head); it costs a graph walk per step, so it is off by default.
     """
     if mode not in PARALLEL_MODES:
         raise ConfigError(f"parallel={mode!r}: must be one of {PARALLEL_MODES}")
@@ -70,7 +72,8 @@ def wrap_model(model: nn.Module, mode: str = "auto") -> nn.Module:
         raise ConfigError(f"parallel={mode!r} needs torch.distributed initialised (run under torchrun)")
     if mode == "ddp":
         device_ids = [model_device(model).index] if model_device(model).type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
+                                                   find_unused_parameters=find_unused)
     from torch.distributed.fsdp import fully_shard
 
     for block in getattr(model, "blocks", []):

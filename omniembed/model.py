@@ -319,13 +319,14 @@ class OmniModel(nn.Module):
     def forward(self, lm_ids=None, lm_mask=None, pair_ids=None, pair_mask=None) -> dict:
         """Both passes of one training step in one call, so DDP/FSDP see a single forward per backward.
 
-        Returns logits for the LM batch, raw embeddings for the pair batch and the temperature (returned
-        so it is part of the forward graph, as DDP requires of every trained parameter)."""
-        out = {"temperature": self.temperature()}
+        Returns logits for the LM batch; raw embeddings and the temperature for the pair batch (the
+        temperature is returned so DDP sees it in the forward graph of the steps whose loss uses it)."""
+        out = {}
         if lm_ids is not None:
             out["logits"] = self.forward_lm(lm_ids, lm_mask)
         if pair_ids is not None:
             out["embedding"] = self.embed_raw(pair_ids, pair_mask)
+            out["temperature"] = self.temperature()
         return out
 
     # ---- generation ---------------------------------------------------------------------------------

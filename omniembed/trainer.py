@@ -45,6 +45,7 @@ class TrainConfig:
     matryoshka_dims: tuple[int, ...] | None = None  # None: the model's embed_dims
     precision: str = "fp32"  # bf16: autocast matmuls to bfloat16 (CPU and GPU)
     parallel: str = "auto"  # auto (DDP under torchrun) | none | ddp | fsdp
+    ddp_find_unused: bool = False  # set when DDP steps may lack the LM or the pair batch
     spike_factor: float = 4.0  # a loss above spike_factor * its running mean skips the step; 0 disables
     spike_warmup: int = 20  # good steps before spike detection starts (early losses fall fast)
     max_bad_steps: int = 5  # consecutive skipped steps that stop the run
@@ -126,7 +127,7 @@ class Trainer:
         if max(self.dims) > max(model.cfg.embed_dims):
             raise ConfigError(f"train matryoshka_dims {self.dims} exceed the model's embed_dims "
                               f"{model.cfg.embed_dims}")
-        self.module = D.wrap_model(model, cfg.parallel)
+        self.module = D.wrap_model(model, cfg.parallel, cfg.ddp_find_unused)
         self.device = D.model_device(model)
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
@@ -154,7 +155,7 @@ class Trainer:
         with self._autocast():
             out = self.module(lm_ids=None if lm is None else lm.ids, lm_mask=None if lm is None else lm.pad_mask,
                               pair_ids=pair_ids, pair_mask=pair_mask)
-        total = out["temperature"].new_zeros(())
+        total = torch.zeros((), device=self.device)
         stats: dict[str, torch.Tensor] = {}
         if lm is not None:
             targets = lm_targets(lm.ids, lm.pad_mask.bool(), IGNORE_INDEX)
@@ -168,7 +169,7 @@ class Trainer:
                                                   labels=pairs.labels)
             total = total + self.cfg.contrastive_weight * loss
             stats.update(s)
-        stats["temperature"] = out["temperature"].detach()
+            stats["temperature"] = out["temperature"].detach()
         return total, stats
 
     def train_step(self, lm: TokenBatch | None = None, pairs: PairBatch | None = None) -> StepResult:

@@ -28,10 +28,11 @@ def dataset(n=64, seed=1):
     return lm, a, b, labels
 
 
-def build(parallel, seed):
+def build(parallel, seed, mixed=False):
     torch.manual_seed(seed)
     model = OmniModel(load_model_config("tiny", vocab_size=VOCAB, pad_id=0))
-    trainer = Trainer(model, TrainConfig(lr=1e-3, warmup_steps=1, total_steps=10, parallel=parallel))
+    cfg = TrainConfig(lr=1e-3, warmup_steps=1, total_steps=10, parallel=parallel, ddp_find_unused=mixed)
+    trainer = Trainer(model, cfg)
     return trainer, ResumableSampler(64, seed=3)
 
 
@@ -41,23 +42,25 @@ def main(argv, log=print):
     p.add_argument("--parallel", default="auto")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--resume-at", type=int, default=-1, help="save and resume into fresh objects before this step")
+    p.add_argument("--mixed", action="store_true", help="cycle joint, LM-only and pair-only steps")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     D.init_from_env("gloo")
-    trainer, sampler = build(args.parallel, seed=0)
+    trainer, sampler = build(args.parallel, seed=0, mixed=args.mixed)
     lm, a, b, labels = dataset()
     for step in range(args.steps):
         if args.resume_at == step:
             # save, then continue from the file in fresh objects built from other initial weights
             mid = args.out + ".mid"
             trainer.save(mid, data_state=sampler.state_dict())
-            trainer, sampler = build(args.parallel, seed=1)
+            trainer, sampler = build(args.parallel, seed=1, mixed=args.mixed)
             sampler.load_state_dict(trainer.resume(mid)["data_state"])
         idx = sampler.take_shard(GLOBAL_BATCH, D.rank(), D.world_size())
+        kind = ("joint", "lm", "pairs")[step % 3] if args.mixed else "joint"
         result = trainer.train_step(
-            TokenBatch(lm[idx], torch.ones_like(lm[idx], dtype=torch.bool)),
-            PairBatch(a[idx], torch.ones_like(a[idx], dtype=torch.bool),
-                      b[idx], torch.ones_like(b[idx], dtype=torch.bool), labels[idx]),
+            None if kind == "pairs" else TokenBatch(lm[idx], torch.ones_like(lm[idx], dtype=torch.bool)),
+            None if kind == "lm" else PairBatch(a[idx], torch.ones_like(a[idx], dtype=torch.bool),
+                                                b[idx], torch.ones_like(b[idx], dtype=torch.bool), labels[idx]),
         )
         assert not result.skipped, result.reason
         if D.rank() == 0:

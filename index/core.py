@@ -303,8 +303,10 @@ class Index:
     def _train_and_fill(self) -> None:
         """IVF-PQ: train once enough vectors exist, then index every live one (until then search is exact)."""
         live = np.flatnonzero(self._live[: self._n_slots])
+        # k-means gains little past ~50 points per centroid and costs linear time in the sample.
+        cap = max(self.params["train_size"], 50 * max(self.params["nlist"], 2 ** self.params["nbits"]))
         rng = np.random.default_rng(self._lsn)  # seeded by log position: a replay trains on the same sample
-        sample = live if len(live) <= 256 * self.params["nlist"] else rng.choice(live, 256 * self.params["nlist"], False)
+        sample = live if len(live) <= cap else rng.choice(live, cap, replace=False)
         self._ann.train(self._vectors[np.sort(sample)])
         for start in range(0, len(live), 65536):
             chunk = live[start : start + 65536]

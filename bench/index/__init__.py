@@ -1,0 +1,1 @@
+"""Index benchmarks: `python -m bench.index` (see run.py)."""

@@ -124,6 +124,11 @@ def load_model_config(name_or_path: str | Path, **overrides) -> ModelConfig:
     return ModelConfig.from_dict(data, source=str(path))
 
 
+def config_for_vocabulary(name_or_path: str | Path, vocab, **overrides) -> ModelConfig:
+    """A named size sized to a `omniembed.tokenization.vocab.Vocabulary` (its `.size` and `<pad>` id)."""
+    return load_model_config(name_or_path, vocab_size=vocab.size, pad_id=vocab.special("<pad>"), **overrides)
+
+
 # ---- pure helpers -----------------------------------------------------------------------------------
 
 

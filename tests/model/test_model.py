@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from omniembed.errors import ConfigError
-from omniembed.model import ModelConfig, OmniModel, load_model_config
+from omniembed.model import ModelConfig, OmniModel, config_for_vocabulary, load_model_config
+from omniembed.tokenization.vocab import Vocabulary
 
 PAD, EOS, VOCAB = 0, 2, 64  # the test vocabulary of tests/model/conftest.py
 
@@ -16,6 +17,15 @@ def test_named_sizes_load_from_configs_and_grow_in_order(name):
     sizes = [load_model_config(n, vocab_size=1000).d_model * load_model_config(n, vocab_size=1000).n_layers
              for n in ("tiny", "small", "base")]
     assert sizes == sorted(sizes)
+
+
+def test_config_for_a_vocabulary_takes_its_size_and_pad_id():
+    vocab = Vocabulary(text_size=300, image_codebook=64, audio_codebook=32)
+    cfg = config_for_vocabulary("tiny", vocab)
+    assert cfg.vocab_size == vocab.size and cfg.pad_id == vocab.special("<pad>")
+    ids = torch.tensor([[vocab.special("<bos>"), vocab.image_range[5], vocab.audio_range[-1],
+                         vocab.special("<embed>")]])
+    assert OmniModel(cfg).embed(ids).shape == (1, 64)
 
 
 def test_small_config_has_a_few_million_parameters():

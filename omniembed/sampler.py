@@ -45,7 +45,8 @@ class ResumableSampler:
         return self.take(global_batch)[rank::world]
 
     def state_dict(self) -> dict:
-        return {"n": self.n, "seed": self.seed, "shuffle": self.shuffle, "epoch": self.epoch, "offset": self.offset}
+        return {"n": self.n, "seed": self.seed, "shuffle": self.shuffle,
+                "epoch": self.epoch, "offset": self.offset}
 
     def load_state_dict(self, state: dict) -> None:
         if (state["n"], state["seed"], state["shuffle"]) != (self.n, self.seed, self.shuffle):

@@ -19,7 +19,8 @@ def run_worker(out, nproc, parallel="auto", steps=4, resume_at=-1, mixed=False):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd = launcher + [str(WORKER), "--out", str(out), "--parallel", parallel, "--steps", str(steps), "--resume-at", str(resume_at)] + (["--mixed"] if mixed else [])
+    cmd = launcher + [str(WORKER), "--out", str(out), "--parallel", parallel, "--steps", str(steps),
+                      "--resume-at", str(resume_at)] + (["--mixed"] if mixed else [])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     losses = [line for line in proc.stdout.splitlines() if line.startswith("step ")]

@@ -425,7 +425,8 @@ class Index:
         if q.ndim == 1:
             q = q[None, :]
         if q.ndim != 2 or q.shape[1] != self.dim:
-            raise IndexInputError(f"query has shape {np.asarray(query).shape}, expected ({self.dim},) or (Q, {self.dim})")
+            shape = np.asarray(query).shape
+            raise IndexInputError(f"query has shape {shape}, expected ({self.dim},) or (Q, {self.dim})")
         if not np.isfinite(q).all():
             raise IndexInputError("query contains NaN or infinity")
         if not isinstance(k, int) or k < 1:

@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 for prefix in (32, 64):
                     ix.search(q[:1], adaptive={"prefix": prefix, "shortlist": 10})  # builds the prefix index
                     for shortlist in (50, 100, 200, 400, 800, 1600):
-                        r, qps = _measure(ix, q, truth, args.repeats, adaptive={"prefix": prefix, "shortlist": shortlist})
+                        ad = {"prefix": prefix, "shortlist": shortlist}
+                        r, qps = _measure(ix, q, truth, args.repeats, adaptive=ad)
                         rows.append(("adaptive", f"prefix={prefix} shortlist={shortlist}", r, qps))
                         _log(f"adaptive p={prefix} s={shortlist}: recall {r:.4f} {qps:.1f} q/s")
             elif kind == "hnsw":
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 for nprobe in (4, 8, 16, 32, 64, 128):
                     r, qps = _measure(ix, q, truth, args.repeats, nprobe=nprobe)
-                    rows.append(("ivfpq", f"nlist={args.nlist} PQ{args.dim // 8}x8 refine={args.refine} nprobe={nprobe}", r, qps))
+                    setting = f"nlist={args.nlist} PQ{args.dim // 8}x8 refine={args.refine} nprobe={nprobe}"
+                    rows.append(("ivfpq", setting, r, qps))
                     _log(f"ivfpq nprobe={nprobe}: recall {r:.4f} {qps:.1f} q/s")
             ix.close()
             shutil.rmtree(os.path.join(work, kind))

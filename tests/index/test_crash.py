@@ -36,7 +36,9 @@ def _run_and_kill(root, first_id, seed, delay) -> list[str]:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    assert first_ack.wait(60), f"writer never acknowledged a write: {proc.stderr.read() if proc.poll() is not None else ''}"
+    if not first_ack.wait(60):
+        proc.kill()
+        raise AssertionError(f"writer never acknowledged a write: {proc.stderr.read()}")
     time.sleep(delay)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -77,7 +79,7 @@ def test_every_acknowledged_write_survives_sigkill_at_random_moments(tmp_path):
                 item = items[id_]
                 allowed = {version, in_flight[id_]} if id_ in in_flight else {version}
                 if item is None:
-                    assert -1 in allowed, f"cycle {cycle}: acknowledged {id_} v{version} lost (killed after {delay:.2f}s)"
+                    assert -1 in allowed, f"cycle {cycle}: acknowledged {id_} v{version} lost (kill at {delay:.2f}s)"
                     continue
                 assert -1 not in allowed or len(allowed) > 1, f"cycle {cycle}: deleted {id_} came back"
                 v = item.metadata["payload"]["v"]
@@ -86,7 +88,8 @@ def test_every_acknowledged_write_survives_sigkill_at_random_moments(tmp_path):
                 assert item.metadata == crash_writer.metadata_for(id_, v)
             # No deleted id may surface through search either (HNSW keeps dead nodes in its graph).
             deleted = {i for i, v in expected.items() if v == -1 and i not in in_flight}
-            queries = np.stack([crash_writer.vector_for(i, 0) for i in sorted(deleted)[:50]] or [np.ones(32, np.float32)])
+            probes = [crash_writer.vector_for(i, 0) for i in sorted(deleted)[:50]] or [np.ones(32, np.float32)]
+            queries = np.stack(probes)
             for hits in ix.search(queries, k=20):
                 assert not deleted & {h.id for h in hits}
             # Settle the in-flight op to what recovery decided, so the next cycle starts from known state.

@@ -40,7 +40,9 @@ def test_reopen_replays_every_logged_write_without_a_snapshot(make_index, vector
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
-def test_snapshot_then_more_writes_reopen_to_the_same_state_and_keep_two_generations(make_index, vectors, tmp_path, kind):
+def test_snapshot_then_more_writes_reopen_to_the_same_state_and_keep_two_generations(
+    make_index, vectors, tmp_path, kind
+):
     x = vectors(3000)
     ix = make_index(kind)
     ix.upsert(*_items(x, 0, 2800))

@@ -108,6 +108,12 @@ def stack_padded(a_ids, a_mask, b_ids, b_mask, pad_id: int):
     return ids, mask
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware; without it bf16 autocast is a slowdown."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (not norms, not the temperature), as in GPT-2/nanoGPT."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -129,6 +135,9 @@ class Trainer:
                               f"{model.cfg.embed_dims}")
         self.module = D.wrap_model(model, cfg.parallel, cfg.ddp_find_unused)
         self.device = D.model_device(model)
+        if cfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning("precision=bf16 on a CPU without AVX512-BF16 or AMX: bf16 matrix products are emulated "
+                        "and far slower than fp32 here (see bench/results/train_step.md); use precision=fp32")
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
         self.step = 0

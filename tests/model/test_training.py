@@ -8,7 +8,8 @@ import torch
 
 from omniembed.errors import ConfigError
 from omniembed.schedule import build_scheduler, warmup_cosine
-from omniembed.trainer import PairBatch, TokenBatch, TrainConfig, Trainer, TrainingDiverged
+from omniembed.trainer import (PairBatch, TokenBatch, TrainConfig, Trainer, TrainingDiverged,
+                               cpu_has_native_bf16)
 
 PAD = 0
 
@@ -67,9 +68,12 @@ def test_joint_step_reports_both_losses_and_every_matryoshka_dim(make_model, cor
     assert abs(r.loss - expected) < 1e-4
 
 
-def test_bf16_autocast_step_runs_and_keeps_fp32_weights(make_model, corpus, pairs):
+def test_bf16_autocast_step_runs_and_keeps_fp32_weights(make_model, corpus, pairs, caplog):
     a, b, labels = pairs(16)
-    trainer = Trainer(make_model(), TrainConfig(precision="bf16"))
+    with caplog.at_level(logging.WARNING, logger="omniembed.train"):
+        trainer = Trainer(make_model(), TrainConfig(precision="bf16"))
+    # where the CPU emulates bf16 the user is told it will be slower, not left to find out
+    assert ("without AVX512-BF16 or AMX" in caplog.text) is (not cpu_has_native_bf16())
     before = trainer.model.tok_emb.weight.detach().clone()
     r = trainer.train_step(lm_batch(corpus(8)), pair_batch(a, b, labels))
     assert not r.skipped and torch.isfinite(torch.tensor(r.loss))

@@ -1,0 +1,1 @@
+"""Benchmark scripts; each writes its committed results under bench/results/."""

@@ -414,12 +414,13 @@ class Index:
         adaptive: bool | Adaptive | dict | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        refine: int | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits for each query (D,) or (Q, D), best first.
 
         dim: score on the first `dim` components re-normalised (exact). filter: see metadata.compile_filter.
         adaptive: Matryoshka shortlist on a prefix + exact re-rank (None = the index's default).
-        ef_search / nprobe: per-call HNSW / IVF knobs.
+        ef_search / nprobe / refine: per-call HNSW / IVF-PQ knobs (refine: PQ candidates per hit re-ranked).
         """
         q = np.asarray(query, dtype=np.float32)
         if q.ndim == 1:
@@ -446,7 +447,7 @@ class Index:
             elif dim is not None:
                 scores, slots = self._prefix_search(q, k, dim, allowed, k)
             else:
-                scores, slots = self._ann_search(q, k, allowed, ef_search, nprobe)
+                scores, slots = self._ann_search(q, k, allowed, ef_search, nprobe, refine)
             return self._hits(scores, slots)
 
     def _exact_subset(self, q, k, dim, subset) -> tuple[np.ndarray, np.ndarray]:
@@ -469,12 +470,15 @@ class Index:
         # The selector reads `bits` through a raw pointer: return both so the array outlives the search.
         return faiss.IDSelectorBitmap(self._n_slots, faiss.swig_ptr(bits)), bits
 
-    def _ann_search(self, q, k, allowed, ef_search, nprobe) -> tuple[np.ndarray, np.ndarray]:
+    def _ann_search(self, q, k, allowed, ef_search, nprobe, refine=None) -> tuple[np.ndarray, np.ndarray]:
         if not self._ann.trained or self._ann.ntotal == 0:
             subset = allowed if allowed is not None else np.flatnonzero(self._live[: self._n_slots])
             return self._exact_subset(q, k, None, subset)
         sel, _bits = self._selector(allowed)
-        refine = self.params.get("refine", 0) if self.kind == "ivfpq" else 0
+        if self.kind != "ivfpq":
+            refine = 0
+        elif refine is None:
+            refine = self.params["refine"]
         fetch = k * refine if refine > 1 else k
         scores, slots = self._ann.search(q, fetch, sel, ef_search=ef_search, nprobe=nprobe)
         if refine:
@@ -503,7 +507,9 @@ class Index:
     def _adaptive(self, q, k, dim, allowed, ad: Adaptive) -> tuple[np.ndarray, np.ndarray]:
         target = dim or self.dim
         if ad.prefix >= target:  # no shorter prefix to shortlist on
-            return self._prefix_search(q, k, dim, allowed, k) if dim else self._ann_search(q, k, allowed, None, None)
+            if dim:
+                return self._prefix_search(q, k, dim, allowed, k)
+            return self._ann_search(q, k, allowed, None, None)
         _, cand = self._prefix_search(q, k, ad.prefix, allowed, max(ad.shortlist, k))  # (Q, shortlist)
         qt = truncate(q, dim) if dim else q
         scores, slots = rerank(qt, cand, self._vectors, k, dim)

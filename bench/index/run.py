@@ -63,11 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default="flat,hnsw,ivfpq")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decay", type=float, default=0.5, help="per-dimension std (1+j)^-decay; 0 = isotropic")
-    ap.add_argument("--hnsw-m", type=int, default=16)
-    ap.add_argument("--hnsw-efc", type=int, default=40)
+    ap.add_argument("--hnsw-m", type=int, default=32)
+    ap.add_argument("--hnsw-efc", type=int, default=80)
     ap.add_argument("--nlist", type=int, default=1024)
-    ap.add_argument("--refine", type=int, default=10)
+    ap.add_argument("--refines", default="10,50", help="IVF-PQ candidates per hit re-ranked exactly, swept")
+    ap.add_argument("--pq-m", type=int, default=0, help="PQ sub-quantizers (0: the index default, dim // 4)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "results"))
+    ap.add_argument("--prefixes", default="32,64", help="adaptive shortlist prefix dims to sweep")
+    ap.add_argument("--shortlists", default="50,100,200,400,800,1600", help="adaptive shortlist sizes to sweep")
+    ap.add_argument("--stem", default="index_recall_qps", help="result file name, without .md/.png")
     ap.add_argument("--workdir", default=None, help="where the temporary indexes go (default: system temp)")
     args = ap.parse_args(argv)
     faiss.omp_set_num_threads(args.threads)
@@ -88,31 +92,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for kind in kinds:
             params = {"flat": {}, "hnsw": {"M": args.hnsw_m, "ef_construction": args.hnsw_efc},
-                      "ivfpq": {"nlist": args.nlist, "refine": args.refine}}[kind]
+                      "ivfpq": {"nlist": args.nlist, "pq_m": args.pq_m}}[kind]
             ix = Index.create(os.path.join(work, kind), args.dim, kind, snapshot_bytes=0, **params)
             builds[kind] = _fill(ix, x)
             _log(f"{kind}: built in {builds[kind]:.0f}s")
             if kind == "flat":
                 rows.append(("flat (exact)", "-", *_measure(ix, q, truth, args.repeats)))
                 _log(f"flat exact: {rows[-1][3]:.1f} q/s")
-                for prefix in (32, 64):
+                for prefix in map(int, args.prefixes.split(",")):
                     ix.search(q[:1], adaptive={"prefix": prefix, "shortlist": 10})  # builds the prefix index
-                    for shortlist in (50, 100, 200, 400, 800, 1600):
+                    for shortlist in map(int, args.shortlists.split(",")):
                         ad = {"prefix": prefix, "shortlist": shortlist}
                         r, qps = _measure(ix, q, truth, args.repeats, adaptive=ad)
                         rows.append(("adaptive", f"prefix={prefix} shortlist={shortlist}", r, qps))
                         _log(f"adaptive p={prefix} s={shortlist}: recall {r:.4f} {qps:.1f} q/s")
             elif kind == "hnsw":
-                for ef in (16, 32, 64, 128, 256, 512):
+                for ef in (16, 32, 64, 128, 256, 512, 1024):
                     r, qps = _measure(ix, q, truth, args.repeats, ef_search=ef)
                     rows.append(("hnsw", f"M={args.hnsw_m} efC={args.hnsw_efc} efSearch={ef}", r, qps))
                     _log(f"hnsw ef={ef}: recall {r:.4f} {qps:.1f} q/s")
             else:
-                for nprobe in (4, 8, 16, 32, 64, 128):
-                    r, qps = _measure(ix, q, truth, args.repeats, nprobe=nprobe)
-                    setting = f"nlist={args.nlist} PQ{args.dim // 8}x8 refine={args.refine} nprobe={nprobe}"
-                    rows.append(("ivfpq", setting, r, qps))
-                    _log(f"ivfpq nprobe={nprobe}: recall {r:.4f} {qps:.1f} q/s")
+                pq_m = ix.params["pq_m"]
+                for refine in map(int, args.refines.split(",")):
+                    for nprobe in (4, 8, 16, 32, 64):
+                        r, qps = _measure(ix, q, truth, args.repeats, nprobe=nprobe, refine=refine)
+                        setting = f"nlist={args.nlist} PQ{pq_m}x8 refine={refine} nprobe={nprobe}"
+                        rows.append((f"ivfpq refine={refine}", setting, r, qps))
+                        _log(f"ivfpq refine={refine} nprobe={nprobe}: recall {r:.4f} {qps:.1f} q/s")
             ix.close()
             shutil.rmtree(os.path.join(work, kind))
     finally:
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write_report(args, command, rows, builds, exact_raw_qps) -> None:
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, "index_recall_qps")
+    stem = os.path.join(args.out, args.stem)
     exact = next((r for r in rows if r[0] == "flat (exact)"), None)
     lines = [
         "# Index: recall@10 vs queries/s, and Matryoshka adaptive retrieval",
@@ -172,7 +178,7 @@ def _plot(rows, path, args) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     groups: dict[str, list] = {}
     for m, s, r, qps in rows:
-        label = m if m != "adaptive" else "adaptive " + s.split()[0]
+        label = m if m != "adaptive" else "Matryoshka adaptive " + s.split()[0]
         groups.setdefault(label, []).append((r, qps))
     for label, pts in groups.items():
         pts.sort()

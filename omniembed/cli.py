@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("omniembed.data.synth", "generate the synthetic multimodal world (media + manifest.jsonl)"),
     "tokenizers": ("omniembed.tokenization.train", "train the text BPE, image VQ-VAE and audio VQ tokenizers"),
     "demo": ("omniembed.demo", "run the main job end to end on the embedded defaults"),
+    "serve": ("omniembed.serve.__main__", "serve embeddings and search over gRPC (omniembed.serve)"),
 }
 
 

@@ -1,0 +1,89 @@
+"""python -m omniembed.serve --bundle B --index I --port P  (also `omniembed serve ...`).
+
+The index directory is opened if it holds an index, otherwise created (dim: the model's full dim, or
+--dim). SIGTERM/SIGINT drain in-flight calls, snapshot the index and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from omniembed.errors import OmniEmbedError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="omniembed serve", description="Serve embeddings and search over gRPC.")
+    p.add_argument("--bundle", help="exported model bundle (omniembed.export); omit to serve vector calls only")
+    p.add_argument("--index", required=True, help="index directory (created when absent or empty)")
+    p.add_argument("--port", type=int, default=50051, help="gRPC port (0 picks a free one, printed on start)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--dim", type=int, help="dim of a new index (default: the model's full dim)")
+    p.add_argument("--index-kind", default="flat", choices=["flat", "hnsw", "ivfpq"], help="kind of a new index")
+    p.add_argument("--token", default=os.environ.get("OMNIEMBED_TOKEN"),
+                   help="require 'authorization: Bearer TOKEN' (default: $OMNIEMBED_TOKEN; unset = no auth)")
+    p.add_argument("--tls-cert", help="PEM certificate chain; with --tls-key serves TLS")
+    p.add_argument("--tls-key", help="PEM private key")
+    p.add_argument("--metrics-port", type=int, help="Prometheus /metrics HTTP port (off when unset)")
+    p.add_argument("--max-message-mb", type=float, default=64)
+    p.add_argument("--max-items", type=int, default=1024, help="items per unary Embed/Upsert call")
+    p.add_argument("--max-batch", type=int, default=32, help="items per model call (micro-batch)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a micro-batch waits to fill")
+    p.add_argument("--no-batching", action="store_true", help="run each request's embeds on its own")
+    p.add_argument("--workers", type=int, default=32, help="handler threads")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds shutdown waits for in-flight calls")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def open_or_create_index(path: str, dim: int | None, kind: str):
+    from omniembed.index import Index
+
+    if os.path.isdir(path) and os.listdir(path):
+        return Index.open(path)
+    if not dim:
+        raise OmniEmbedError(f"{path}: no index there yet and no dim to create one: pass --bundle or --dim")
+    return Index.create(path, dim=dim, kind=kind)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .embedding import ModelEmbedder
+    from .server import Server, ServerConfig
+
+    try:
+        embedder = ModelEmbedder.load(args.bundle) if args.bundle else None
+        index = open_or_create_index(args.index, args.dim or (embedder.full_dim if embedder else None),
+                                     args.index_kind)
+        config = ServerConfig(
+            host=args.host, port=args.port, token=args.token or None, tls_cert=args.tls_cert, tls_key=args.tls_key,
+            max_message_bytes=int(args.max_message_mb * (1 << 20)), max_items=args.max_items,
+            batching=not args.no_batching, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+            workers=args.workers, metrics_port=args.metrics_port, grace_s=args.grace)
+        server = Server(index, embedder, config).start()
+    except (OmniEmbedError, OSError) as exc:
+        print(f"omniembed serve: {exc}", file=sys.stderr)
+        return 2
+
+    def on_signal(signum, _frame):
+        logging.getLogger(__name__).info("signal %d: draining and persisting the index", signum)
+        # stop() blocks while calls drain; the signal handler must return, so stop from a thread.
+        threading.Thread(target=server.stop, name="omniembed-shutdown").start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # Scripts and tests read this line to find the port (and the metrics port) when they pass 0.
+    print(f"omniembed serve: listening on {server.target}"
+          + (f" metrics on :{server.metrics_port}" if server.metrics_port else ""), flush=True)
+    while not server.wait(0.5):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

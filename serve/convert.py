@@ -1,0 +1,190 @@
+"""Messages <-> Python values, with the checks that turn bad requests into INVALID_ARGUMENT.
+
+Every check raises RequestError(code, message); the message names the field (e.g. `items[3].vector`) and
+what was wrong, so a client can fix its request without reading server logs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+
+from .stubs import pb2
+
+MEDIA_KINDS = ("image", "audio", "video")
+
+
+class RequestError(Exception):
+    """A request the server refuses: `code` is the gRPC status, `message` says what to fix."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        self.code = code
+        self.message = message
+        super().__init__(f"{code.name}: {message}")
+
+
+def invalid(message: str) -> RequestError:
+    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+# ---- items: what the model embeds ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class RawSegment:
+    """One undecoded piece of an item: text, or the encoded bytes of an image/audio/video file."""
+
+    kind: str  # text | image | audio | video
+    value: str | bytes
+
+
+def item_segments(item: "pb2.Item", where: str) -> list[RawSegment]:
+    """The segments of an Item (one for a single modality, several for a document), checked non-empty."""
+    kind = item.WhichOneof("content")
+    if kind is None:
+        raise invalid(f"{where} is empty: set one of text, image, audio, video or document")
+    if kind != "document":
+        return [_segment(kind, getattr(item, kind), where)]
+    if not item.document.segments:
+        raise invalid(f"{where}.document has no segments")
+    out = []
+    for j, seg in enumerate(item.document.segments):
+        seg_kind = seg.WhichOneof("content")
+        if seg_kind is None:
+            raise invalid(f"{where}.document.segments[{j}] is empty: set one of text, image, audio or video")
+        out.append(_segment(seg_kind, getattr(seg, seg_kind), f"{where}.document.segments[{j}]"))
+    return out
+
+
+def _segment(kind: str, value: str | bytes, where: str) -> RawSegment:
+    if kind == "text":
+        if not value.strip():
+            raise invalid(f"{where}.text is empty or only whitespace")
+    elif not value:
+        raise invalid(f"{where}.{kind} has no bytes")
+    return RawSegment(kind, value)
+
+
+def item_from_python(value: Any) -> "pb2.Item":
+    """A client-side convenience: str -> text, {"image": bytes} -> one modality, [segments] -> document.
+
+    A segment in a list is a str (text) or a one-key dict {"image"|"audio"|"video"|"text": value}.
+    """
+    if isinstance(value, pb2.Item):
+        return value
+    if isinstance(value, str):
+        return pb2.Item(text=value)
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in ("text", *MEDIA_KINDS, "document"):
+            raise ValueError(f"an item dict has one key of text, image, audio, video, document; got {sorted(value)}")
+        kind, v = next(iter(value.items()))
+        if kind == "document":
+            return item_from_python(list(v))
+        return pb2.Item(**{kind: v})
+    if isinstance(value, (list, tuple)):
+        segments = []
+        for s in value:
+            if isinstance(s, str):
+                segments.append(pb2.Segment(text=s))
+            elif isinstance(s, dict) and len(s) == 1 and next(iter(s)) in ("text", *MEDIA_KINDS):
+                segments.append(pb2.Segment(**s))
+            else:
+                raise ValueError(f"a document segment is a str or a one-key dict of text/image/audio/video, got {s!r}")
+        return pb2.Item(document=pb2.Document(segments=segments))
+    raise ValueError(f"cannot make an Item from {type(value).__name__}: pass a str, a dict or a list of segments")
+
+
+# ---- vectors ------------------------------------------------------------------------------------------
+def vector_from_message(vec: "pb2.Vector", where: str, expected: int) -> np.ndarray:
+    values = np.asarray(vec.values, dtype=np.float32)
+    if len(values) != expected:
+        raise invalid(f"{where} has {len(values)} values, expected {expected}")
+    if not np.isfinite(values).all():
+        raise invalid(f"{where} contains NaN or infinity")
+    if not np.any(values):
+        raise invalid(f"{where} is all zeros and has no direction to compare")
+    return values
+
+
+def vector_message(values: np.ndarray) -> "pb2.Vector":
+    return pb2.Vector(values=np.asarray(values, dtype=np.float32).tolist())
+
+
+# ---- metadata and filters -----------------------------------------------------------------------------
+def metadata_from_message(meta: "pb2.Metadata", where: str) -> dict:
+    out: dict = {}
+    if meta.modality:
+        out["modality"] = meta.modality
+    if meta.uri:
+        out["uri"] = meta.uri
+    if meta.payload_json:
+        payload = _json(meta.payload_json, f"{where}.payload_json")
+        if not isinstance(payload, dict):
+            raise invalid(f"{where}.payload_json must be a JSON object, got {type(payload).__name__}")
+        out["payload"] = payload
+    return out
+
+
+def metadata_message(meta: dict) -> "pb2.Metadata":
+    payload = meta.get("payload") or {}
+    return pb2.Metadata(modality=meta.get("modality") or "", uri=meta.get("uri") or "",
+                        payload_json=json.dumps(payload, separators=(",", ":")) if payload else "")
+
+
+def metadata_to_message(meta: dict | None) -> "pb2.Metadata":
+    """Client side: {"modality", "uri", "payload"} -> Metadata."""
+    meta = meta or {}
+    unknown = set(meta) - {"modality", "uri", "payload"}
+    if unknown:
+        raise ValueError(f"unknown metadata keys {sorted(unknown)} (allowed: modality, uri, payload)")
+    return metadata_message(meta)
+
+
+def metadata_from_reply(meta: "pb2.Metadata") -> dict:
+    """Client side: Metadata -> the index's {"modality", "uri", "payload"} form."""
+    return {"modality": meta.modality or None, "uri": meta.uri or None,
+            "payload": json.loads(meta.payload_json) if meta.payload_json else {}}
+
+
+def filter_from_message(flt: "pb2.Filter") -> dict | None:
+    out: dict = {}
+    if flt.modality:
+        out["modality"] = list(flt.modality)
+    if flt.uri:
+        out["uri"] = list(flt.uri)
+    if flt.payload_json:
+        payload = _json(flt.payload_json, "filter.payload_json")
+        if not isinstance(payload, dict):
+            raise invalid(f"filter.payload_json must be a JSON object of field -> value, got {type(payload).__name__}")
+        out["payload"] = payload
+    return out or None
+
+
+def filter_to_message(flt: dict | None) -> "pb2.Filter | None":
+    if not flt:
+        return None
+    unknown = set(flt) - {"modality", "uri", "payload"}
+    if unknown:
+        raise ValueError(f"filter has unknown keys {sorted(unknown)} (allowed: modality, uri, payload)")
+    as_list = lambda v: [v] if isinstance(v, str) else list(v)  # noqa: E731
+    return pb2.Filter(modality=as_list(flt.get("modality", [])), uri=as_list(flt.get("uri", [])),
+                      payload_json=json.dumps(flt["payload"]) if flt.get("payload") else "")
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise invalid(f"{where} is not valid JSON: {exc}") from None
+
+
+def check_ids(ids, where: str) -> list[str]:
+    ids = list(ids)
+    if not ids:
+        raise invalid(f"{where} is empty: name at least one id")
+    for j, i in enumerate(ids):
+        if not i:
+            raise invalid(f"{where}[{j}] is an empty string")
+    return ids

@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("omniembed.data.synth", "generate the synthetic multimodal world (media + manifest.jsonl)"),
     "tokenizers": ("omniembed.tokenization.train", "train the text BPE, image VQ-VAE and audio VQ tokenizers"),
+    "train": ("omniembed.train", "train the trunk: tokenizers, tokenized corpus, joint LM + contrastive training"),
     "demo": ("omniembed.demo", "run the main job end to end on the embedded defaults"),
     "serve": ("omniembed.serve.__main__", "serve embeddings and search over gRPC (omniembed.serve)"),
 }

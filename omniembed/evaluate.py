@@ -1,0 +1,140 @@
+"""Held-out evaluation: cross-modal recall@k for every ordered pair of modalities at every Matryoshka dim,
+and how often generated captions name an item's attributes.
+
+A retrieval hit is a retrieved item whose attribute set equals the query's exactly (items carry their
+attributes in the manifest; without attributes, the item's duplicate group or its id stands in). The
+query's own item is in the gallery, and so are other items with the same attributes: all count as hits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from omniembed.corpus import Corpus
+from omniembed.model import OmniModel
+
+EVAL_MODALITIES = ("text", "image", "audio", "video")
+KS = (1, 5, 10)
+
+
+def recall_at_k(queries: np.ndarray, gallery: np.ndarray, query_keys: Sequence, gallery_keys: Sequence,
+                ks: Sequence[int] = KS) -> dict[int, float]:
+    """Share of queries whose top-k gallery rows (by cosine) include one with the query's key.
+
+    queries (Q, D), gallery (G, D): L2-normalised rows. Ties are broken by gallery order."""
+    sim = queries @ gallery.T  # (Q, G)
+    order = np.argsort(-sim, axis=1, kind="stable")
+    gk = np.asarray([hash_key(k) for k in gallery_keys])
+    qk = np.asarray([hash_key(k) for k in query_keys])
+    hits = gk[order] == qk[:, None]  # (Q, G) True where the ranked item matches
+    return {k: float(hits[:, :k].any(axis=1).mean()) for k in ks}
+
+
+def hash_key(key) -> str:
+    return key if isinstance(key, str) else repr(key)
+
+
+def _pad(seqs: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.as_tensor(s)
+    return ids, ids != pad_id
+
+
+@torch.no_grad()
+def embed_sequences(model: OmniModel, seqs: list[np.ndarray], batch: int = 64) -> torch.Tensor:
+    """Full-width raw embeddings (N, max(embed_dims)), batched by similar length to waste little padding."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out = torch.zeros(len(seqs), max(model.cfg.embed_dims))
+    for start in range(0, len(order), batch):
+        idx = order[start:start + batch]
+        ids, mask = _pad([seqs[i] for i in idx], model.cfg.pad_id)
+        out[idx] = model.embed_raw(ids.to(_device(model)), mask.to(_device(model))).float().cpu()
+    return out
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def recall_matrix(model: OmniModel, corpus: Corpus, item_indices: list[int], dims: Sequence[int],
+                  max_tokens: int, ks: Sequence[int] = KS) -> dict:
+    """{"dims": {d: {"q->g": {k: recall}}}, "items": n, "queries": {modality: n}} over the given items.
+
+    Each item contributes its first caption as its text view."""
+    was_training = model.training
+    model.eval()
+    embs: dict[str, torch.Tensor] = {}
+    keys: dict[str, list] = {}
+    for m in EVAL_MODALITIES:
+        members = [i for i in item_indices if m in corpus.items[i].views()]
+        if not members:
+            continue
+        seqs = [corpus.view_ids(corpus.items[i], m, 0, max_tokens) for i in members]
+        embs[m] = embed_sequences(model, seqs)
+        keys[m] = [_key(corpus.items[i]) for i in members]
+    model.train(was_training)
+    result: dict = {"items": len(item_indices), "queries": {m: len(k) for m, k in keys.items()}, "dims": {}}
+    for d in dims:
+        normed = {m: F.normalize(e[:, :d], dim=-1).numpy() for m, e in embs.items()}
+        table = {}
+        for q in normed:
+            for g in normed:
+                if q != g:
+                    table[f"{q}->{g}"] = recall_at_k(normed[q], normed[g], keys[q], keys[g], ks)
+        result["dims"][int(d)] = table
+    return result
+
+
+def _key(item) -> str:
+    return repr(sorted(item.attributes.items())) if item.attributes else item.group
+
+
+# ---- captions ---------------------------------------------------------------------------------------------
+def names_value(text: str, synonyms: dict[str, Sequence[str]]) -> str | None:
+    """The one value whose synonym occurs in `text` (longest match wins), or None when none or two do."""
+    text = f" {text.lower()} "
+    found = {}
+    for value, words in synonyms.items():
+        for w in words:
+            if f" {w}" in text or f"{w} " in text:
+                found[value] = max(found.get(value, 0), len(w))
+    if not found:
+        return None
+    best = max(found.values())
+    winners = [v for v, n in found.items() if n == best]
+    return winners[0] if len(winners) == 1 else None
+
+
+def caption_rates(captions: Sequence[str], attributes: Sequence[dict]) -> dict:
+    """How often a caption names the item's colour and shape (synthetic world vocabulary), vs chance."""
+    from omniembed.data.captions import COLOUR_WORDS, SHAPE_NOUNS
+
+    n = len(captions)
+    colour = sum(names_value(c, COLOUR_WORDS) == a.get("colour") for c, a in zip(captions, attributes))
+    shape = sum(names_value(c, SHAPE_NOUNS) == a.get("shape") for c, a in zip(captions, attributes))
+    return {"n": n, "colour": colour / max(n, 1), "shape": shape / max(n, 1),
+            "colour_chance": 1 / len(COLOUR_WORDS), "shape_chance": 1 / len(SHAPE_NOUNS)}
+
+
+@torch.no_grad()
+def caption_items(model: OmniModel, corpus: Corpus, item_indices: list[int], text_ids: Sequence[int],
+                  view: str = "image", max_new_tokens: int = 24, batch: int = 32) -> list[list[int]]:
+    """Greedy captions (text ids only, up to <eos>) for each item's `view` block."""
+    s = corpus.specials
+    out: list[list[int]] = []
+    for start in range(0, len(item_indices), batch):
+        idx = item_indices[start:start + batch]
+        prompts = [np.concatenate([[s["bos"]], corpus.items[i].blocks[view]]) for i in idx]
+        ids, mask = _pad(prompts, s["pad"])
+        # left-align is fine: generate reads each row's last real token and counts positions over real tokens
+        new = model.generate(ids.to(_device(model)), max_new_tokens, allowed_ids=text_ids, eos_id=s["eos"],
+                             pad_mask=mask.to(_device(model))).cpu()
+        for row in new.tolist():
+            out.append(row[:row.index(s["eos"])] if s["eos"] in row else row)
+    return out

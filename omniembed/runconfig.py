@@ -1,0 +1,185 @@
+"""The training config of `python -m omniembed.train`: one YAML file of sections, `key=value` overrides.
+
+    seed: 0
+    tokenizers: null          # a trained tokenizer directory to reuse; null trains them into RUN_DIR/tokenizers
+    data:      {manifest, heldout, synth_*, ...}   (DataConfig)
+    tokenizer: {config, overrides}                 (TokenizerStage: how stage 1 trains them)
+    model:     {size, ...ModelConfig keys}         (a named size from configs/model/ plus overrides)
+    train:     {...TrainConfig keys}               (optimizer, schedule, loss weights, precision)
+    loop:      {steps, pair_batch, ...}            (LoopConfig: batches, mixing, eval and checkpoint cadence)
+
+Overrides use dotted keys and YAML values: `loop.steps=200 train.lr=1e-3 data.manifest=DIR/manifest.jsonl`.
+Every unknown key is a ConfigError naming it and the keys that exist.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from omniembed.errors import ConfigError
+from omniembed.trainer import TrainConfig
+
+SECTIONS = ("data", "tokenizer", "model", "train", "loop")
+TOP_LEVEL = ("seed", "tokenizers", *SECTIONS)
+MODALITIES = ("text", "image", "audio", "video", "interleaved")
+
+
+@dataclass
+class DataConfig:
+    manifest: str | None = None  # manifest.jsonl; None: generate a synthetic world into RUN_DIR/world
+    heldout: str | None = None  # held-out manifest; None: heldout.jsonl beside the manifest, if present
+    synth_n: int = 48  # synthetic world size when no manifest is given
+    synth_seed: int = 0
+    synth_video: str = "mp4"  # mp4 | webm | none
+    max_view_tokens: int = 256  # a view longer than this is cut (its <embed> kept)
+    lm_max_len: int = 256  # LM sequences are cropped to this many tokens
+    caption_sequences: bool = True  # add "<image> codes </image> caption" LM sequences (and audio, video)
+
+
+@dataclass
+class TokenizerStage:
+    config: str | None = None  # a tokenizer YAML (configs/tokenizers/...); None: TokenizerConfig defaults
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoopConfig:
+    steps: int = 20
+    pair_batch: int = 16  # items per contrastive batch (two views each)
+    lm_batch: int = 8  # sequences per next-token batch
+    lm_every: int = 1  # an LM batch every k steps (0: never)
+    # relative frequency of each modality pair in the contrastive batches ("a-b", unordered)
+    pair_weights: dict[str, float] = field(default_factory=lambda: {
+        "text-image": 1.0, "text-audio": 1.0, "text-video": 1.0, "image-audio": 1.0,
+        "image-video": 0.5, "audio-video": 0.5, "interleaved-text": 0.5})
+    eval_every: int = 0  # 0: evaluate at the end only
+    eval_captions: int = 32  # held-out images to caption at each evaluation (0: none)
+    caption_tokens: int = 24
+    ckpt_every: int = 0  # 0: checkpoint at the end only
+    log_every: int = 10
+    threads: int = 2
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    tokenizers: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerStage = field(default_factory=TokenizerStage)
+    model: dict[str, Any] = field(default_factory=lambda: {"size": "tiny"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["train"]["matryoshka_dims"] = (None if self.train.matryoshka_dims is None
+                                           else list(self.train.matryoshka_dims))
+        return out
+
+
+def _section(cls, data: Any, name: str):
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {name!r}: expected a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"config section {name!r}: unknown keys {unknown}; known keys are {sorted(known)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"config section {name!r}: {exc}") from exc
+
+
+def from_dict(data: dict, source: str = "train config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(TOP_LEVEL))
+    if unknown:
+        raise ConfigError(f"{source}: unknown keys {unknown}; known keys are {sorted(TOP_LEVEL)}")
+    model = dict(data.get("model") or {})
+    model.setdefault("size", "tiny")
+    train = data.get("train") or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"{source}: section 'train' must be a mapping")
+    cfg = RunConfig(
+        seed=int(data.get("seed", 0)),
+        tokenizers=data.get("tokenizers"),
+        data=_section(DataConfig, data.get("data"), "data"),
+        tokenizer=_section(TokenizerStage, data.get("tokenizer"), "tokenizer"),
+        model=model,
+        train=TrainConfig.from_dict(train),
+        loop=_section(LoopConfig, data.get("loop"), "loop"),
+    )
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    loop = cfg.loop
+    for key in ("steps", "pair_batch", "lm_batch", "threads"):
+        if getattr(loop, key) < 1:
+            raise ConfigError(f"loop.{key}={getattr(loop, key)}: must be >= 1")
+    for key in ("lm_every", "eval_every", "ckpt_every", "eval_captions", "caption_tokens"):
+        if getattr(loop, key) < 0:
+            raise ConfigError(f"loop.{key}={getattr(loop, key)}: must be >= 0")
+    if not loop.pair_weights or any(w < 0 for w in loop.pair_weights.values()) \
+            or sum(loop.pair_weights.values()) <= 0:
+        raise ConfigError(f"loop.pair_weights={loop.pair_weights}: needs non-negative weights, not all zero")
+    for pair in loop.pair_weights:
+        parts = pair.split("-")
+        if len(parts) != 2 or parts[0] == parts[1] or not set(parts) <= set(MODALITIES):
+            raise ConfigError(f"loop.pair_weights key {pair!r}: must be 'a-b' with two different modalities "
+                              f"of {MODALITIES}")
+    if cfg.data.synth_video not in ("mp4", "webm", "none"):
+        raise ConfigError(f"data.synth_video={cfg.data.synth_video!r}: must be mp4, webm or none")
+    if cfg.data.max_view_tokens < 4 or cfg.data.lm_max_len < 4:
+        raise ConfigError("data.max_view_tokens and data.lm_max_len must be >= 4")
+    if not isinstance(cfg.model.get("size"), str):
+        raise ConfigError(f"model.size={cfg.model.get('size')!r}: must name configs/model/<size>.yaml or a path")
+
+
+def apply_override(data: dict, item: str) -> None:
+    """`a.b=value` into nested dicts; the value is parsed as YAML (numbers, lists, null...)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key=value (e.g. loop.steps=100)")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {item!r}: empty key part")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
+    node = data
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {item!r}: {p!r} is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def load_dict(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"train config {str(path)!r}: no such file")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    data = copy.deepcopy(data)
+    for item in overrides:
+        apply_override(data, item)
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    return from_dict(load_dict(path, overrides), source=str(path or "train config"))

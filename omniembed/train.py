@@ -1,0 +1,361 @@
+"""Train the trunk: `python -m omniembed.train --config configs/<name>.yaml [key=value ...] [--out RUN_DIR]
+[--resume] [--stop-at STEP]` (also `omniembed train ...`; under `torchrun` the same command runs DDP).
+
+Stages, in order:
+  0. data: `data.manifest`, or a synthetic world generated into RUN_DIR/world when none is given;
+  1. tokenizers: reuse `tokenizers=DIR` (copied to RUN_DIR/tokenizers) or train them there;
+  2. corpus: every view and document tokenized once into RUN_DIR/corpus.{npz,json} (omniembed.corpus);
+  3. joint training from step 1: next-token batches (documents, caption sequences) + Matryoshka
+     contrastive batches over modality pairs (omniembed.stream), periodic held-out recall
+     (omniembed.evaluate), atomic checkpoints to RUN_DIR/checkpoint.pt.
+
+RUN_DIR holds train.yaml (the resolved config), tokenizers/, checkpoint.pt, eval.jsonl, tb/ and train.log.
+`--resume` continues from RUN_DIR/checkpoint.pt exactly (model, optimizer, schedule, RNG, data position);
+`--stop-at S` checkpoints after step S and exits, for time-sliced jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from omniembed import distributed as D
+from omniembed import runconfig
+from omniembed.corpus import Corpus, build_corpus
+from omniembed.errors import ConfigError, ManifestError
+from omniembed.evaluate import caption_items, caption_rates, recall_matrix
+from omniembed.model import OmniModel, config_for_vocabulary
+from omniembed.stream import TrainStream
+from omniembed.trainer import Trainer, TrainingDiverged
+
+log = logging.getLogger("omniembed.train")
+CONFIG_FILE, CHECKPOINT_FILE, EVAL_FILE, LOG_FILE = "train.yaml", "checkpoint.pt", "eval.jsonl", "train.log"
+TOKENIZER_DIR = "tokenizers"
+# headline pairs of the recall target; logged on one line at each evaluation
+HEADLINE = ("text->image", "image->text", "text->audio", "audio->text", "text->video", "video->text",
+            "image->audio")
+
+
+# ---- stages 0-2 ---------------------------------------------------------------------------------------
+def resolve_data(cfg: runconfig.RunConfig, run_dir: Path) -> tuple[Path, Path | None]:
+    """(train manifest, held-out manifest or None); generates the synthetic world when none is given."""
+    data = cfg.data
+    if data.manifest is None:
+        from omniembed.data.synth import generate
+
+        world = run_dir / "world"
+        if not (world / "world.json").is_file():
+            log.info("no data.manifest: generating a synthetic world of %d items in %s", data.synth_n, world)
+            if D.rank() == 0:
+                generate(world, data.synth_n, data.synth_seed, video_format=data.synth_video)
+            _barrier()
+        manifest = world / "manifest.jsonl"
+    else:
+        manifest = Path(data.manifest)
+    if not manifest.is_file():
+        raise ManifestError(f"data.manifest={str(manifest)!r}: no such file")
+    heldout = Path(data.heldout) if data.heldout else manifest.with_name("heldout.jsonl")
+    if data.heldout and not heldout.is_file():
+        raise ManifestError(f"data.heldout={data.heldout!r}: no such file")
+    return manifest, heldout if heldout.is_file() else None
+
+
+def prepare_tokenizers(cfg: runconfig.RunConfig, run_dir: Path, manifest: Path) -> Path:
+    out = run_dir / TOKENIZER_DIR
+    if (out / "tokenizers.yaml").is_file():
+        return out
+    if D.rank() == 0:
+        if cfg.tokenizers:
+            src = Path(cfg.tokenizers)
+            if not (src / "tokenizers.yaml").is_file():
+                raise ConfigError(f"tokenizers={cfg.tokenizers!r}: not a trained tokenizer directory "
+                                  "(no tokenizers.yaml)")
+            shutil.copytree(src, out, dirs_exist_ok=True)
+            log.info("stage 1: tokenizers copied from %s", src)
+        else:
+            from omniembed.tokenization.config import TokenizerConfig
+            from omniembed.tokenization.train import train_tokenizers
+
+            overrides = [f"{k}={json.dumps(v)}" for k, v in cfg.tokenizer.overrides.items()]
+            tcfg = TokenizerConfig.from_yaml(cfg.tokenizer.config, overrides)
+            log.info("stage 1: training tokenizers on %s", manifest)
+            t0 = time.perf_counter()
+            train_tokenizers(manifest, out, tcfg)
+            log.info("stage 1: tokenizers trained in %.1fs", time.perf_counter() - t0)
+    _barrier()
+    return out
+
+
+def fingerprint(manifest: Path, heldout: Path | None, tok_dir: Path, cfg: runconfig.RunConfig) -> str:
+    """What the cached corpus depends on: the manifests' bytes, the tokenizers' files, the view limits."""
+    h = hashlib.sha256()
+    for p in [manifest, heldout, *sorted(tok_dir.glob("*.pt")), tok_dir / "tokenizer.json"]:
+        if p is not None and p.is_file():
+            h.update(p.read_bytes())
+    h.update(repr((cfg.data.max_view_tokens,)).encode())
+    return h.hexdigest()
+
+
+def prepare_corpus(manifest: Path, heldout: Path | None, tok_dir: Path, doc_tok, video_fps: float,
+                   sample_rate: int, cache_dir: Path, key: str) -> Corpus:
+    stamp = cache_dir / "corpus.key"
+    if not (stamp.is_file() and stamp.read_text() == key and (cache_dir / "corpus.json").is_file()):
+        if D.rank() == 0:
+            from omniembed.data.manifest import load_manifest
+
+            t0 = time.perf_counter()
+            train = load_manifest(manifest)
+            held = load_manifest(heldout) if heldout is not None else []
+            held += [r for r in train if r.split == "heldout"]
+            train = [r for r in train if r.split != "heldout"]
+            corpus = build_corpus(train, held, doc_tok, sample_rate, video_fps)
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            corpus.save(cache_dir)
+            stamp.write_text(key)
+            log.info("stage 2: tokenized %d items (%d held out) and %d documents in %.1fs", len(corpus.items),
+                     len(corpus.split("heldout")), len(corpus.documents), time.perf_counter() - t0)
+        _barrier()
+    return Corpus.load(cache_dir)
+
+
+def _barrier() -> None:
+    if D.is_distributed():
+        torch.distributed.barrier()
+
+
+# ---- stage 3 --------------------------------------------------------------------------------------------
+def evaluate(model: OmniModel, corpus: Corpus, cfg: runconfig.RunConfig, doc_tok, step: int) -> dict:
+    """Held-out recall matrix at every Matryoshka dim, and captions of held-out images scored."""
+    held = corpus.split("heldout")
+    record: dict = {"step": step, "hit": "the retrieved item has exactly the query's attribute set"}
+    if not held:
+        record["note"] = "no held-out items: recall not measured"
+        return record
+    t0 = time.perf_counter()
+    record["recall"] = recall_matrix(model, corpus, held, model.cfg.embed_dims, cfg.data.max_view_tokens)
+    with_image = [i for i in held if "image" in corpus.items[i].blocks][:cfg.loop.eval_captions]
+    if with_image:
+        vocab = doc_tok.vocab
+        rows = caption_items(model, corpus, with_image, list(vocab.text_range), "image", cfg.loop.caption_tokens)
+        texts = [doc_tok.text.decode([vocab.local(t) for t in row if t in vocab.text_range]) for row in rows]
+        rates = caption_rates(texts, [corpus.items[i].attributes for i in with_image])
+        rates["examples"] = [{"item": corpus.items[i].id, "attributes": corpus.items[i].attributes, "caption": t}
+                             for i, t in list(zip(with_image, texts))[:5]]
+        record["captions"] = rates
+    record["eval_s"] = round(time.perf_counter() - t0, 2)
+    return record
+
+
+def headline(record: dict) -> str:
+    if "recall" not in record:
+        return record.get("note", "")
+    dims = record["recall"]["dims"]
+    parts = []
+    for d in sorted(dims)[-1:] + ([64] if 64 in dims and 64 != max(dims) else []):
+        parts.append(f"R@1 dim {d}: " + " ".join(f"{p}={dims[d][p][1]:.2f}" for p in HEADLINE if p in dims[d]))
+    cap = record.get("captions")
+    if cap:
+        parts.append(f"captions name colour {cap['colour']:.2f} (chance {cap['colour_chance']:.2f}), "
+                     f"shape {cap['shape']:.2f} (chance {cap['shape_chance']:.2f})")
+    return "; ".join(parts)
+
+
+def write_eval(run_dir: Path, record: dict, writer) -> None:
+    with open(run_dir / EVAL_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if writer is None:
+        return
+    step = record["step"]
+    for d, table in record.get("recall", {}).get("dims", {}).items():
+        for pair, rk in table.items():
+            for k, v in rk.items():
+                writer.add_scalar(f"recall@{k}/dim{d}/{pair}", v, step)
+    cap = record.get("captions")
+    if cap:
+        writer.add_scalar("captions/colour", cap["colour"], step)
+        writer.add_scalar("captions/shape", cap["shape"], step)
+    writer.flush()
+
+
+class _TqdmHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _setup_logging(run_dir: Path) -> list[logging.Handler]:
+    if D.rank() != 0:
+        log.setLevel(logging.WARNING)
+        return []
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [_TqdmHandler(), logging.FileHandler(run_dir / LOG_FILE)]
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return handlers
+
+
+def resolved_config(cfg: runconfig.RunConfig, model_cfg) -> dict:
+    out = cfg.to_dict()
+    out["model"] = {"size": cfg.model["size"], **model_cfg.to_dict()}
+    out["tokenizers"] = TOKENIZER_DIR  # relative to RUN_DIR: the run is self-contained
+    return out
+
+
+def build_model_config(cfg: runconfig.RunConfig, vocab):
+    overrides = {k: v for k, v in cfg.model.items() if k not in ("size", "vocab_size", "pad_id")}
+    return config_for_vocabulary(cfg.model["size"], vocab, **overrides)
+
+
+def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at: int | None = None) -> dict:
+    """All stages; returns the last evaluation record (rank 0) or {} (other ranks)."""
+    torch.set_num_threads(cfg.loop.threads)
+    device = D.init_from_env()
+    manifest, heldout = resolve_data(cfg, run_dir)
+    tok_dir = prepare_tokenizers(cfg, run_dir, manifest)
+    from omniembed.tokenization.document import DocumentTokenizer
+    from omniembed.tokenization.store import load_tokenizers
+
+    toks = load_tokenizers(tok_dir)
+    doc_tok = DocumentTokenizer.from_tokenizers(toks.text, toks.image, toks.audio, video_fps=toks.config.video_fps)
+    key = fingerprint(manifest, heldout, tok_dir, cfg)
+    corpus = prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
+                            run_dir, key)
+
+    model_cfg = build_model_config(cfg, doc_tok.vocab)
+    if D.rank() == 0:
+        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved_config(cfg, model_cfg), sort_keys=False))
+        doc_tok.vocab.save(run_dir / "vocab.json")
+    torch.manual_seed(cfg.seed)
+    model = OmniModel(model_cfg).to(device)
+    # steps may be pair-only (lm_every > 1): DDP must then tolerate the LM head going unused
+    tcfg = cfg.train
+    tcfg.total_steps = cfg.loop.steps
+    tcfg.ddp_find_unused = tcfg.ddp_find_unused or cfg.loop.lm_every != 1
+    trainer = Trainer(model, tcfg)
+    stream = TrainStream(corpus, cfg.loop, cfg.data, cfg.seed, D.rank(), D.world_size())
+    ckpt = run_dir / CHECKPOINT_FILE
+    if resume:
+        state = trainer.resume(ckpt)
+        if state["extra"].get("corpus") != key:
+            raise ConfigError(f"{ckpt}: was trained on another corpus or tokenizers than {run_dir} holds now")
+        stream.load_state_dict(state["data_state"])
+        log.info("resumed from %s at step %d", ckpt, trainer.step)
+    log.info("model: %s, %.2fM parameters; %d train items, %d documents; pairs %s", cfg.model["size"],
+             model.num_params() / 1e6, len(corpus.split("train")), len(corpus.documents), stream.pairs)
+
+    writer = None
+    if D.rank() == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
+    config_dict = resolved_config(cfg, model_cfg)
+
+    def save():
+        trainer.save(ckpt, data_state=stream.state_dict(), config=config_dict, extra={"corpus": key})
+
+    last: dict = {}
+    end = cfg.loop.steps if stop_at is None else min(stop_at, cfg.loop.steps)
+    bar = tqdm(total=end, initial=trainer.step, desc="train", unit="step", disable=D.rank() != 0,
+               dynamic_ncols=True)
+    t0, tokens = time.perf_counter(), 0
+    while trainer.step < end:
+        step = trainer.step + 1
+        pairs, pair_name = stream.pair_batch(step)
+        lm = stream.lm_batch(step)
+        res = trainer.train_step(lm=lm, pairs=pairs)
+        tokens += int(pairs.a_mask.sum() + pairs.b_mask.sum()) + (0 if lm is None else int(lm.pad_mask.sum()))
+        bar.update(0 if res.skipped else 1)
+        if res.skipped:
+            continue
+        s = res.stats
+        bar.set_postfix(loss=f"{res.loss:.3f}", con=f"{s.get('con/loss', float('nan')):.3f}",
+                        lm=f"{s.get('lm/ce', float('nan')):.3f}", refresh=False)
+        if writer is not None:
+            writer.add_scalar("train/loss", res.loss, res.step)
+            writer.add_scalar("train/lr", res.lr, res.step)
+            writer.add_scalar("train/grad_norm", res.grad_norm, res.step)
+            for k, v in s.items():
+                writer.add_scalar(k.replace("@", "_at_"), v, res.step)
+        if cfg.loop.log_every and res.step % cfg.loop.log_every == 0:
+            rate = tokens / (time.perf_counter() - t0)
+            log.info("step %d/%d loss %.4f con %.4f lm %.4f temp %.4f lr %.2e grad %.2f (%s) %.0f tok/s", res.step,
+                     cfg.loop.steps, res.loss, s.get("con/loss", float("nan")), s.get("lm/ce", float("nan")),
+                     s.get("temperature", float("nan")), res.lr, res.grad_norm, pair_name, rate)
+        if cfg.loop.ckpt_every and res.step % cfg.loop.ckpt_every == 0 and res.step < end:
+            save()
+        if cfg.loop.eval_every and res.step % cfg.loop.eval_every == 0 and res.step < end:
+            last = _eval_and_log(model, corpus, cfg, doc_tok, res.step, run_dir, writer)
+    bar.close()
+    save()
+    last = _eval_and_log(model, corpus, cfg, doc_tok, trainer.step, run_dir, writer)
+    if writer is not None:
+        writer.close()
+    log.info("done: step %d in %.1fs, checkpoint %s", trainer.step, time.perf_counter() - t0, ckpt)
+    return last
+
+
+def _eval_and_log(model, corpus, cfg, doc_tok, step, run_dir, writer) -> dict:
+    record: dict = {}
+    if D.rank() == 0:
+        record = evaluate(model, corpus, cfg, doc_tok, step)
+        write_eval(run_dir, record, writer)
+        log.info("eval step %d (%.1fs): %s", step, record.get("eval_s", 0.0), headline(record))
+    _barrier()
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="omniembed train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None, help="training YAML (configs/tiny.yaml, small, base); "
+                                                       "with --resume, default RUN_DIR/train.yaml")
+    parser.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument("--stop-at", type=int, default=None, help="checkpoint after this step and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, dotted keys")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.out or f"runs/{Path(args.config or 'run').stem}")
+    handlers: list[logging.Handler] = []
+    try:
+        config_path = args.config
+        if config_path is None:
+            if not args.resume:
+                raise ConfigError("--config is required (e.g. --config configs/tiny.yaml)")
+            config_path = run_dir / CONFIG_FILE
+        data = runconfig.load_dict(config_path, args.overrides)
+        if "tokenizers" in data and isinstance(data["tokenizers"], str) and args.config is None:
+            data["tokenizers"] = str(run_dir / data["tokenizers"])
+        cfg = runconfig.from_dict(data, source=str(config_path))
+        if args.resume and not (run_dir / CHECKPOINT_FILE).is_file():
+            raise ConfigError(f"--resume: {run_dir / CHECKPOINT_FILE} does not exist")
+        D.init_from_env()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handlers = _setup_logging(run_dir)
+        train(cfg, run_dir, resume=args.resume, stop_at=args.stop_at)
+    except (ConfigError, ManifestError, TrainingDiverged) as err:
+        if handlers:
+            log.error("%s", err)
+        else:
+            print(f"omniembed train: {err}", file=sys.stderr)
+        return 2
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+        D.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -57,7 +57,9 @@ class Client:
         """tls: use TLS (root_certificates: PEM bytes to trust, e.g. a self-signed server cert).
         timeout: seconds per call, retries included. server_name: TLS name override (tests, IPs)."""
         options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes)]
+                   ("grpc.max_send_message_length", max_message_bytes),
+                   # Reconnect soon after a restart: the default first backoff (1 s) outlasts short retries.
+                   ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000)]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if tls or root_certificates:

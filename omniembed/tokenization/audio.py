@@ -5,6 +5,8 @@ One token covers `mel_patch_frames` hops (4 x 10 ms = 40 ms at the defaults: 25 
 Tail policy: a wave of n samples gives M = ceil(n / (hop * mel_patch_frames)) tokens. The centred STFT yields
 1 + n // hop frames; the mel is cut or padded at the end to exactly M * mel_patch_frames frames, padding with
 the -100 dB floor (digital silence). So one second gives 25 tokens, and no sample of the input is dropped.
+A wave of at most n_fft // 2 samples (too short for the reflect-padded STFT) is first extended with zeros;
+exports with a dynamic length should declare a minimum above n_fft // 2 so that branch is never traced.
 
 Normalisation: per-mel-bin mean and standard deviation of the training set's log-mel, learned by
 `fit_normalizer` before training and saved with the weights, so the VQ works on unit-scale features.
@@ -18,7 +20,7 @@ from torch.nn import functional as F
 
 from omniembed.tokenization.config import TokenizerConfig
 from omniembed.tokenization.logmel import DB_FLOOR_AMIN, LogMel
-from omniembed.tokenization.vq import VectorQuantizer, reconstruction_loss
+from omniembed.tokenization.vq import VectorQuantizer, check_code_range, reconstruction_loss
 
 SILENCE_DB = 10.0 * float(torch.log10(torch.tensor(DB_FLOOR_AMIN)))  # -100 dB
 
@@ -50,7 +52,8 @@ class AudioTokenizer(nn.Module):
             nn.Conv1d(width, dim, 1),
         )
         self.quantizer = VectorQuantizer(config.audio_codebook, dim, beta=config.vq_beta,
-                                         decay=config.vq_decay, dead_after=config.vq_dead_after)
+                                         decay=config.vq_decay, dead_after=config.vq_dead_after,
+                                         cosine=config.vq_cosine)
         self.decoder = nn.Sequential(
             nn.Conv1d(dim, width, 3, padding=1), ResBlock1d(width), nn.GELU(),
             nn.ConvTranspose1d(width, width, p, stride=p), nn.GELU(),
@@ -72,10 +75,13 @@ class AudioTokenizer(nn.Module):
     # --- features -------------------------------------------------------------------------------------------
     def mel(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, n) float32 -> log-mel in dB cut/padded to whole patches, (B, n_mels, M * mel_patch_frames)."""
-        if wave.dim() != 2 or wave.shape[1] < 1:
-            raise ValueError(f"audio wave: expected (B, n) with n >= 1 samples, got {tuple(wave.shape)}")
+        if wave.dim() != 2 or wave.shape[0] < 1 or wave.shape[1] < 1:
+            raise ValueError(f"audio wave: expected (B >= 1, n >= 1) float samples, got {tuple(wave.shape)}")
+        n = wave.shape[1]
+        if n <= self.config.n_fft // 2:  # reflect padding needs more samples than n_fft // 2: extend with silence
+            wave = F.pad(wave, (0, self.config.n_fft // 2 + 1 - n))
         mel = self.logmel(wave)  # (B, n_mels, 1 + n // hop)
-        frames = self.num_tokens(wave.shape[1]) * self.patch
+        frames = self.num_tokens(n) * self.patch
         # 1 + n // hop is never more than p frames short of M * p, so one pad of p then a cut is exact.
         mel = F.pad(mel, (0, self.patch), value=SILENCE_DB)
         return mel[:, :, :frames]
@@ -101,6 +107,10 @@ class AudioTokenizer(nn.Module):
 
     def encode_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """Log-mel in dB with whole patches, (B, n_mels, M * p) -> (B, M) int64."""
+        if mel.dim() != 3 or mel.shape[0] < 1 or mel.shape[1] != self.config.n_mels or mel.shape[2] < self.patch \
+                or mel.shape[2] % self.patch:
+            raise ValueError(f"audio mel: expected (B >= 1, {self.config.n_mels}, a multiple of {self.patch} frames) "
+                             f"as AudioTokenizer.mel returns, got {tuple(mel.shape)}")
         return self.quantizer.lookup(self.encode_latent(self.normalize(mel)))
 
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
@@ -110,7 +120,7 @@ class AudioTokenizer(nn.Module):
     def encode_one(self, wave: torch.Tensor) -> torch.Tensor:
         """(n,) -> (M,) int64."""
         if wave.dim() != 1:
-            raise ValueError(f"audio wave: expected (n,), got {tuple(wave.shape)}")
+            raise ValueError(f"audio wave: expected one (n,) wave, got {tuple(wave.shape)}")
         return self.encode(wave[None])[0]
 
     def decode_normalized(self, codes: torch.Tensor) -> torch.Tensor:
@@ -119,8 +129,9 @@ class AudioTokenizer(nn.Module):
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, M) int64 -> log-mel in dB, (B, n_mels, M * mel_patch_frames)."""
-        if codes.dim() != 2:
-            raise ValueError(f"audio codes: expected (B, M), got {tuple(codes.shape)}")
+        if codes.dim() != 2 or codes.shape[0] < 1 or codes.shape[1] < 1:
+            raise ValueError(f"audio codes: expected (B >= 1, M >= 1), got {tuple(codes.shape)}")
+        check_code_range(codes, self.codebook_size, "audio codes")
         return self.denormalize(self.decode_normalized(codes))
 
     @torch.no_grad()

@@ -52,6 +52,7 @@ class TokenizerConfig:
     vq_beta: float = 0.25  # commitment weight
     vq_decay: float = 0.99  # EMA decay of the codebook statistics
     vq_dead_after: int = 50  # a code unused for this many training steps is restarted
+    vq_cosine: bool = True  # l2-normalised codes and encoder outputs (lookup by angle)
     # --- training ----------------------------------------------------------------------------------------
     image_steps: int = 2000
     image_batch: int = 32

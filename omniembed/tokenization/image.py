@@ -16,7 +16,7 @@ from torch import nn
 
 from omniembed.errors import MediaError
 from omniembed.tokenization.config import TokenizerConfig
-from omniembed.tokenization.vq import VectorQuantizer, reconstruction_loss
+from omniembed.tokenization.vq import VectorQuantizer, check_code_range, reconstruction_loss
 
 
 class ResBlock2d(nn.Module):
@@ -70,7 +70,8 @@ class ImageTokenizer(nn.Module):
         self.grid = config.image_grid
         self.encoder = build_encoder(config.image_widths, config.image_code_dim)
         self.quantizer = VectorQuantizer(config.image_codebook, config.image_code_dim, beta=config.vq_beta,
-                                         decay=config.vq_decay, dead_after=config.vq_dead_after)
+                                         decay=config.vq_decay, dead_after=config.vq_dead_after,
+                                         cosine=config.vq_cosine)
         self.decoder = build_decoder(config.image_widths, config.image_code_dim)
 
     @property
@@ -84,6 +85,8 @@ class ImageTokenizer(nn.Module):
     def preprocess(self, pixels: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         """(H, W, 3) uint8 array, or a list of them (sizes may differ) -> float (B, 3, S, S) in [0, 1]."""
         batch = [pixels] if isinstance(pixels, np.ndarray) else list(pixels)
+        if not batch:
+            raise MediaError("pixels", "empty list: nothing to preprocess")
         out = np.empty((len(batch), self.config.image_size, self.config.image_size, 3), dtype=np.float32)
         for i, arr in enumerate(batch):
             arr = np.asarray(arr)
@@ -93,7 +96,14 @@ class ImageTokenizer(nn.Module):
             out[i] = np.asarray(img, dtype=np.float32) / 255.0
         return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()  # (B, 3, S, S)
 
+    def check_pixels(self, x: torch.Tensor) -> None:
+        s = self.config.image_size
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] < 1 or tuple(x.shape[1:]) != (3, s, s):
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"image batch: expected a (B >= 1, 3, {s}, {s}) float tensor (see preprocess), got {shape}")
+
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_pixels(x)
         z = self.encoder(x)  # (B, D, g, g)
         return z.permute(0, 2, 3, 1)  # (B, g, g, D)
 
@@ -104,8 +114,9 @@ class ImageTokenizer(nn.Module):
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, grid * grid) int64 -> (B, 3, S, S) float in [0, 1]."""
-        if codes.dim() != 2 or codes.shape[1] != self.tokens_per_image:
-            raise ValueError(f"image codes: expected (B, {self.tokens_per_image}), got {tuple(codes.shape)}")
+        if codes.dim() != 2 or codes.shape[0] < 1 or codes.shape[1] != self.tokens_per_image:
+            raise ValueError(f"image codes: expected (B >= 1, {self.tokens_per_image}), got {tuple(codes.shape)}")
+        check_code_range(codes, self.codebook_size, "image codes")
         z_q = self.quantizer.embed(codes).reshape(codes.shape[0], self.grid, self.grid, -1)  # (B, g, g, D)
         return self.decoder(z_q.permute(0, 3, 1, 2))
 

@@ -46,13 +46,21 @@ def usage_from_counts(counts: torch.Tensor) -> dict[str, float]:
     }
 
 
+def check_code_range(codes: torch.Tensor, num_codes: int, what: str) -> None:
+    """Codes out of [0, num_codes) would index another modality's ids or crash inside embedding."""
+    if codes.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{what}: expected integer codes, got {codes.dtype}")
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= num_codes):
+        raise ValueError(f"{what}: values must lie in [0, {num_codes}), got [{int(codes.min())}, {int(codes.max())}]")
+
+
 class VectorQuantizer(nn.Module):
     """forward(z (..., D)) -> (z_q (..., D) with straight-through gradient, codes (...), commitment loss)."""
 
     def __init__(self, num_codes: int, dim: int, beta: float = 0.25, decay: float = 0.99,
-                 dead_after: int = 50, eps: float = 1e-5):
+                 dead_after: int = 50, eps: float = 1e-5, cosine: bool = False):
         super().__init__()
-        self.num_codes, self.dim = num_codes, dim
+        self.num_codes, self.dim, self.cosine = num_codes, dim, cosine
         self.beta, self.decay, self.dead_after, self.eps = beta, decay, dead_after, eps
         self.register_buffer("codebook", torch.randn(num_codes, dim) * 0.1)
         self.register_buffer("ema_count", torch.ones(num_codes))
@@ -63,9 +71,14 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("usage_counts", torch.zeros(num_codes, dtype=torch.float64), persistent=False)
         self.restarts = 0  # codes restarted since construction
 
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """With `cosine`, vectors live on the unit sphere: lookup by angle, which keeps codes from drifting
+        into regions no encoder output visits (better usage, as in ViT-VQGAN's l2-normalised codes)."""
+        return F.normalize(z, dim=-1) if self.cosine else z
+
     def lookup(self, z: torch.Tensor) -> torch.Tensor:
         """Nearest code index for each vector: (..., D) -> (...) int64."""
-        flat = z.reshape(-1, self.dim).float()
+        flat = self.project(z.reshape(-1, self.dim).float())
         codes = squared_distances(flat, self.codebook).argmin(dim=1)
         return codes.reshape(z.shape[:-1])
 
@@ -74,7 +87,7 @@ class VectorQuantizer(nn.Module):
         return F.embedding(codes, self.codebook)
 
     def forward(self, z: torch.Tensor):
-        z = z.float()
+        z = self.project(z.float())
         codes = self.lookup(z)
         if self.training:
             self._update(z.detach().reshape(-1, self.dim), codes.reshape(-1))
@@ -96,7 +109,7 @@ class VectorQuantizer(nn.Module):
         # Laplace smoothing keeps rarely used codes from dividing by ~0.
         n = self.ema_count.sum()
         smoothed = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n
-        self.codebook.copy_(self.ema_sum / smoothed[:, None])
+        self.codebook.copy_(self.project(self.ema_sum / smoothed[:, None]))
 
         self.usage_counts.add_(counts.double())
         self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
@@ -105,14 +118,14 @@ class VectorQuantizer(nn.Module):
             self._restart(dead, flat)
 
     def _init_from(self, flat: torch.Tensor) -> None:
-        vectors = self._sample(flat, self.num_codes)
+        vectors = self.project(self._sample(flat, self.num_codes))
         self.codebook.copy_(vectors)
         self.ema_sum.copy_(vectors)
         self.ema_count.fill_(1.0)
         self.initialized.fill_(True)
 
     def _restart(self, dead: torch.Tensor, flat: torch.Tensor) -> None:
-        vectors = self._sample(flat, dead.numel())
+        vectors = self.project(self._sample(flat, dead.numel()))
         self.codebook[dead] = vectors
         self.ema_sum[dead] = vectors
         self.ema_count[dead] = 1.0

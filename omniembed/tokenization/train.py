@@ -1,0 +1,370 @@
+"""The tokenizer training stage: a manifest in, a trained tokenizer directory out.
+
+    python -m omniembed.tokenization.train --manifest DIR/manifest.jsonl --out TOKDIR \
+        --config configs/tokenizers/small.yaml [key=value ...]
+    (the same as `omniembed tokenizers ...`)
+
+In order: read the manifest; decode every distinct media file once (images, video frames sampled at
+video_fps, sounds, video audio tracks); train the text BPE on captions and document text; train the image
+VQ-VAE on images and video frames; fit the mel normaliser and train the audio VQ on sounds and video audio;
+measure both tokenizers on a held-out share of the media against the constant baseline (the mean training
+image / the mean training mel); write TOKDIR (see omniembed.tokenization.store) with report.json.
+A file that fails to decode is skipped with a log line naming it, and listed in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from omniembed.data.manifest import Item, load_manifest
+from omniembed.errors import ConfigError, ManifestError, MediaError
+from omniembed.media import decode_audio, decode_image, decode_video
+from omniembed.tokenization.audio import SILENCE_DB, AudioTokenizer
+from omniembed.tokenization.config import TokenizerConfig
+from omniembed.tokenization.image import ImageTokenizer
+from omniembed.tokenization.store import REPORT_FILE, TEXT_FILE, save_tokenizers
+from omniembed.tokenization.text import TextTokenizer
+from omniembed.tokenization.vq import code_usage
+
+log = logging.getLogger("omniembed.tokenizers")
+LOG_FILE = "train.log"
+
+
+# --- corpus --------------------------------------------------------------------------------------------------
+@dataclass
+class Corpus:
+    """Everything the tokenizers learn from, decoded once."""
+
+    texts: list[str] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8: images and video frames
+    waves: list[np.ndarray] = field(default_factory=list)  # (n,) float32 at sample_rate: sounds and video tracks
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("items", "documents", "texts", "images", "video_frames", "sounds", "video_tracks"), 0))
+    skipped: list[str] = field(default_factory=list)
+
+
+def collect_corpus(records: list, cfg: TokenizerConfig) -> Corpus:
+    """Texts of every record; each distinct media file decoded once (documents reuse items' files)."""
+    corpus = Corpus()
+    seen: set[str] = set()
+    for record in tqdm(records, desc="decode media", unit="rec", leave=False):
+        if isinstance(record, Item):
+            corpus.counts["items"] += 1
+            corpus.texts.extend(record.texts)
+            media = list(record.media.values())
+        else:
+            corpus.counts["documents"] += 1
+            corpus.texts.extend(s.text for s in record.segments if s.text)
+            media = [s.media for s in record.segments if s.media is not None]
+        for m in media:
+            if m.source in seen:
+                continue
+            seen.add(m.source)
+            try:
+                _decode_into(corpus, m, cfg)
+            except MediaError as err:
+                corpus.skipped.append(f"{m.source}: {err.reason}")
+                log.warning("skipping %s: %s", m.source, err.reason)
+    corpus.counts["texts"] = len(corpus.texts)
+    return corpus
+
+
+def _decode_into(corpus: Corpus, media, cfg: TokenizerConfig) -> None:
+    images_full = cfg.max_images and len(corpus.images) >= cfg.max_images
+    clips_full = cfg.max_clips and len(corpus.waves) >= cfg.max_clips
+    if media.modality == "image" and not images_full:
+        corpus.images.append(decode_image(media.read_bytes()))
+        corpus.counts["images"] += 1
+    elif media.modality == "audio" and not clips_full:
+        corpus.waves.append(decode_audio(media.read_bytes(), sample_rate=cfg.sample_rate))
+        corpus.counts["sounds"] += 1
+    elif media.modality == "video" and not (images_full and clips_full):
+        video = decode_video(media.read_bytes(), fps=cfg.video_fps, sample_rate=cfg.sample_rate,
+                             with_audio=not clips_full)
+        if not images_full:
+            corpus.images.extend(video.frames)
+            corpus.counts["video_frames"] += len(video.frames)
+        if video.audio is not None and video.audio.size > 0 and not clips_full:
+            corpus.waves.append(video.audio)
+            corpus.counts["video_tracks"] += 1
+
+
+def split_indices(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/eval split; with fewer than 2 examples both sides are the whole set."""
+    order = np.random.default_rng(seed).permutation(n)
+    if n < 2:
+        return order, order
+    n_eval = min(n - 1, max(1, int(round(n * eval_fraction))))
+    return order[n_eval:], order[:n_eval]
+
+
+# --- schedule and loop -------------------------------------------------------------------------------------
+def lr_at(step: int, total: int, base: float, warmup_frac: float = 0.05, floor: float = 0.1) -> float:
+    """Linear warm-up, then cosine decay to floor * base."""
+    warmup = max(1, int(total * warmup_frac))
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def fit(model: torch.nn.Module, batches: Callable[[int], torch.Tensor], steps: int, lr: float,
+        cfg: TokenizerConfig, name: str) -> dict[str, Any]:
+    """Adam over `steps` batches of model.loss(batch); logs running MSE and codebook usage periodically."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history: list[dict[str, Any]] = []
+    running: list[float] = []
+    model.quantizer.reset_usage()
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc=f"train {name}", unit="step", leave=False)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr)
+        loss, mse, _ = model.loss(batches(step), autocast=cfg.autocast_bf16)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running.append(mse)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
+            usage = model.quantizer.usage()
+            entry = {"step": step + 1, "mse": float(np.mean(running)), "used_fraction": usage["used_fraction"],
+                     "perplexity": usage["perplexity"], "restarts": usage["restarts"],
+                     "seconds": time.perf_counter() - start}
+            history.append(entry)
+            bar.set_postfix(mse=f"{entry['mse']:.4f}", ppl=f"{entry['perplexity']:.0f}")
+            log.info("%s step %d/%d: recon mse %.5f, codes used %.1f%%, perplexity %.1f, restarts %d",
+                     name, step + 1, steps, entry["mse"], 100 * entry["used_fraction"], entry["perplexity"],
+                     entry["restarts"])
+            running.clear()
+            model.quantizer.reset_usage()
+    seconds = time.perf_counter() - start
+    model.eval()
+    return {"steps": steps, "seconds": seconds, "steps_per_second": steps / seconds if seconds else 0.0,
+            "autocast_bf16": cfg.autocast_bf16, "history": history}
+
+
+# --- image ----------------------------------------------------------------------------------------------------
+def preprocess_all(model: ImageTokenizer, images: list[np.ndarray], chunk: int = 256) -> torch.Tensor:
+    return torch.cat([model.preprocess(images[i:i + chunk]) for i in range(0, len(images), chunk)])
+
+
+@torch.no_grad()
+def evaluate_image(model: ImageTokenizer, x_eval: torch.Tensor, mean_image: torch.Tensor, chunk: int = 256) -> dict:
+    """Reconstruction MSE on held-out images (pixels in [0, 1]) against predicting the mean training image."""
+    model.eval()
+    sq_err, codes = 0.0, []
+    for i in range(0, len(x_eval), chunk):
+        x = x_eval[i:i + chunk]
+        c = model.encode(x)
+        sq_err += float(((model.decode(c) - x) ** 2).sum())
+        codes.append(c)
+    mse = sq_err / x_eval.numel()
+    baseline = float(((x_eval - mean_image) ** 2).mean())
+    return {"recon_mse": mse, "baseline_mse": baseline, "ratio": mse / baseline if baseline > 0 else float("inf"),
+            "psnr_db": 10 * math.log10(1.0 / mse) if mse > 0 else float("inf"),
+            "usage": code_usage(torch.cat(codes), model.codebook_size)}
+
+
+def train_image_tokenizer(images: list[np.ndarray], cfg: TokenizerConfig) -> tuple[ImageTokenizer, dict]:
+    model = ImageTokenizer(cfg)
+    x_all = preprocess_all(model, images)  # (N, 3, S, S)
+    train_idx, eval_idx = split_indices(len(x_all), cfg.eval_fraction, cfg.seed)
+    x_train, x_eval = x_all[torch.from_numpy(train_idx)], x_all[torch.from_numpy(eval_idx)]
+    g = torch.Generator().manual_seed(cfg.seed)
+
+    def batches(_step: int) -> torch.Tensor:
+        return x_train[torch.randint(0, len(x_train), (cfg.image_batch,), generator=g)]
+
+    log.info("image tokenizer: %d training / %d held-out images at %dx%d, %d codes, %d tokens per image",
+             len(x_train), len(x_eval), cfg.image_size, cfg.image_size, cfg.image_codebook, cfg.tokens_per_image)
+    training = fit(model, batches, cfg.image_steps, cfg.image_lr, cfg, "image")
+    result = evaluate_image(model, x_eval, x_train.mean(dim=0, keepdim=True))
+    result.update(train_images=len(x_train), eval_images=len(x_eval), restarts=model.quantizer.restarts,
+                  training=training)
+    return model, result
+
+
+# --- audio ----------------------------------------------------------------------------------------------------
+def random_crops(mels: list[torch.Tensor], frames: int, batch: int, pad_value: float,
+                 g: torch.Generator) -> torch.Tensor:
+    """`batch` crops of `frames` frames from randomly chosen mels (n_mels, T); short ones are padded."""
+    out = []
+    for k in torch.randint(0, len(mels), (batch,), generator=g).tolist():
+        mel = mels[k]
+        if mel.shape[1] <= frames:
+            out.append(torch.nn.functional.pad(mel, (0, frames - mel.shape[1]), value=pad_value))
+        else:
+            start = int(torch.randint(0, mel.shape[1] - frames + 1, (1,), generator=g))
+            out.append(mel[:, start:start + frames])
+    return torch.stack(out)  # (B, n_mels, frames)
+
+
+@torch.no_grad()
+def evaluate_audio(model: AudioTokenizer, mels_eval: list[torch.Tensor]) -> dict:
+    """Reconstruction MSE of held-out log-mels against predicting the mean training mel (per bin), both in dB^2
+    and in normalised units (what the model optimises)."""
+    model.eval()
+    err_db = base_db = err_n = base_n = 0.0
+    count = 0
+    codes = []
+    for mel in mels_eval:
+        c = model.encode_mel(mel[None])
+        recon = model.decode(c)[0]
+        err_db += float(((recon - mel) ** 2).sum())
+        base_db += float(((mel - model.mel_mean[:, None]) ** 2).sum())
+        err_n += float(((model.normalize(recon) - model.normalize(mel)) ** 2).sum())
+        base_n += float((model.normalize(mel) ** 2).sum())
+        count += mel.numel()
+        codes.append(c.flatten())
+    mse_db, baseline_db = err_db / count, base_db / count
+    return {"recon_mse_db2": mse_db, "baseline_mse_db2": baseline_db,
+            "ratio": mse_db / baseline_db if baseline_db > 0 else float("inf"),
+            "recon_mse_normalized": err_n / count, "baseline_mse_normalized": base_n / count,
+            "ratio_normalized": err_n / base_n if base_n > 0 else float("inf"),
+            "usage": code_usage(torch.cat(codes), model.codebook_size)}
+
+
+def train_audio_tokenizer(waves: list[np.ndarray], cfg: TokenizerConfig) -> tuple[AudioTokenizer, dict]:
+    model = AudioTokenizer(cfg)
+    with torch.no_grad():
+        mels = [model.mel(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None])[0]
+                for w in tqdm(waves, desc="log-mel", unit="clip", leave=False)]  # each (n_mels, M * p) in dB
+    train_idx, eval_idx = split_indices(len(mels), cfg.eval_fraction, cfg.seed)
+    mels_train, mels_eval = [mels[i] for i in train_idx], [mels[i] for i in eval_idx]
+    model.fit_normalizer(mels_train)
+    train_n = [model.normalize(m) for m in mels_train]
+    pad_n = model.normalize(torch.full((cfg.n_mels, 1), SILENCE_DB))[:, 0].mean().item()
+    p = cfg.mel_patch_frames
+    frames = max(p, int(round(cfg.audio_clip_seconds * cfg.sample_rate / cfg.hop / p)) * p)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def batches(_step: int) -> torch.Tensor:
+        return random_crops(train_n, frames, cfg.audio_batch, pad_n, g)
+
+    log.info("audio tokenizer: %d training / %d held-out clips, crops of %d frames, %d codes, %.1f tokens/s",
+             len(mels_train), len(mels_eval), frames, cfg.audio_codebook, cfg.audio_tokens_per_second)
+    training = fit(model, batches, cfg.audio_steps, cfg.audio_lr, cfg, "audio")
+    result = evaluate_audio(model, mels_eval)
+    result.update(train_clips=len(mels_train), eval_clips=len(mels_eval), restarts=model.quantizer.restarts,
+                  training=training,
+                  eval_seconds=sum(m.shape[1] for m in mels_eval) * cfg.hop / cfg.sample_rate)
+    return model, result
+
+
+# --- the stage ------------------------------------------------------------------------------------------------
+def train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfig) -> dict[str, Any]:
+    """Run the whole stage; returns the report (also written to out/report.json)."""
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    records = load_manifest(manifest)
+    corpus = collect_corpus(records, cfg)
+    timings["decode_s"] = time.perf_counter() - t0
+    log.info("decoded %s in %.1fs (%d skipped)", json.dumps(corpus.counts), timings["decode_s"], len(corpus.skipped))
+    if not corpus.texts:
+        raise ManifestError(f"{manifest}: no text (captions or document text) to train the BPE on")
+    if not corpus.images:
+        raise ManifestError(f"{manifest}: no decodable image or video frame to train the image tokenizer on")
+    if not corpus.waves:
+        raise ManifestError(f"{manifest}: no decodable sound or video audio track to train the audio tokenizer on")
+
+    t = time.perf_counter()
+    text = TextTokenizer.train(corpus.texts, cfg.text_vocab_size)
+    text_path = text.save(out / TEXT_FILE)
+    timings["text_s"] = time.perf_counter() - t
+    log.info("text BPE: %d tokens from %d texts in %.1fs", text.vocab_size, len(corpus.texts), timings["text_s"])
+
+    t = time.perf_counter()
+    image_tok, image_report = train_image_tokenizer(corpus.images, cfg)
+    timings["image_s"] = time.perf_counter() - t
+    log.info("image tokenizer: held-out mse %.5f vs mean-image %.5f (ratio %.3f), %d/%d codes used, perplexity %.1f",
+             image_report["recon_mse"], image_report["baseline_mse"], image_report["ratio"],
+             image_report["usage"]["codes_used"], cfg.image_codebook, image_report["usage"]["perplexity"])
+
+    t = time.perf_counter()
+    audio_tok, audio_report = train_audio_tokenizer(corpus.waves, cfg)
+    timings["audio_s"] = time.perf_counter() - t
+    log.info("audio tokenizer: held-out mse %.2f dB^2 vs mean-mel %.2f dB^2 (ratio %.3f), %d/%d codes used, "
+             "perplexity %.1f", audio_report["recon_mse_db2"], audio_report["baseline_mse_db2"],
+             audio_report["ratio"], audio_report["usage"]["codes_used"], cfg.audio_codebook,
+             audio_report["usage"]["perplexity"])
+
+    timings["total_s"] = time.perf_counter() - t0
+    report = {
+        "manifest": str(manifest),
+        "data": {**corpus.counts, "skipped": corpus.skipped},
+        "text": {"vocab_size": text.vocab_size, "texts": len(corpus.texts)},
+        "image": image_report,
+        "audio": audio_report,
+        "timings": timings,
+        "torch_threads": torch.get_num_threads(),
+        "config": cfg.to_dict(),
+    }
+    save_tokenizers(out, text_path, image_tok, audio_tok, cfg, report)
+    log.info("wrote %s in %.1fs", out, timings["total_s"])
+    return report
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines above the progress bars rather than through them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _setup_logging(out: Path) -> list[logging.Handler]:
+    out.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [_TqdmHandler(), logging.FileHandler(out / LOG_FILE)]
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+    return handlers
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="omniembed tokenizers", description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", required=True, help="manifest.jsonl to learn from")
+    parser.add_argument("--out", required=True, help="tokenizer directory to write")
+    parser.add_argument("--config", default=None, help="tokenizer YAML (default: the dataclass defaults)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    args = parser.parse_args(None if argv is None else list(argv))
+    out = Path(args.out)
+    handlers = _setup_logging(out)
+    try:
+        cfg = TokenizerConfig.from_yaml(args.config, args.overrides)
+        report = train_tokenizers(args.manifest, out, cfg)
+    except (ConfigError, ManifestError) as err:
+        log.error("%s", err)
+        return 2
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+    print(json.dumps({"out": str(out), "report": str(out / REPORT_FILE),
+                      "image_ratio": round(report["image"]["ratio"], 4),
+                      "audio_ratio": round(report["audio"]["ratio"], 4),
+                      "total_s": round(report["timings"]["total_s"], 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Service benchmark: p50/p99 latency and queries/s of Search (by vector, and by text with a bundle) under
+concurrent load; micro-batching against none; the gRPC hop against the same work in-process.
+
+    flock /tmp/omni-heavy.lock .venv/bin/python bench/serve_latency.py                 # vector search only
+    flock /tmp/omni-heavy.lock .venv/bin/python bench/serve_latency.py --bundle B      # + search by text
+
+The server runs as a separate process (`python -m omniembed.serve`), as in production; load comes from
+C client threads in this process, each with its own channel, each sending its next call when the last
+returns (closed loop). In-process numbers call Index.search / Embedder.embed directly on one thread.
+Writes bench/results/serve_latency.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before faiss loads OpenMP: no spinning on a shared box
+
+import numpy as np  # noqa: E402
+
+from omniembed.index import Index  # noqa: E402
+from omniembed.index.synthetic import embedding_like  # noqa: E402
+from omniembed.serve import Client  # noqa: E402
+
+TEXTS = [f"a {size} {colour} {shape} moving {way}" for size in ("small", "large") for colour in ("red", "green", "blue")
+         for shape in ("circle", "square", "triangle") for way in ("left", "right", "up")]
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def percentiles(latencies_s: list[float]) -> tuple[float, float]:
+    """(p50, p99) in milliseconds."""
+    a = np.asarray(latencies_s) * 1000
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def closed_loop(call, concurrency: int, seconds: float, make_state=lambda: None) -> dict:
+    """Run call(state, n) from `concurrency` threads for `seconds`; latency percentiles and throughput."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    barrier = threading.Barrier(concurrency + 1)
+    stop_at = [0.0]
+    errors: list[Exception] = []
+
+    def worker(w):
+        state = make_state()
+        barrier.wait()
+        n = w
+        try:
+            while time.perf_counter() < stop_at[0]:
+                t = time.perf_counter()
+                call(state, n)
+                latencies[w].append(time.perf_counter() - t)
+                n += concurrency
+        except Exception as exc:  # noqa: BLE001 - reported after the run
+            errors.append(exc)
+        finally:
+            if hasattr(state, "close"):
+                state.close()
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(concurrency)]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.perf_counter() + seconds
+    start = time.perf_counter()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    flat = [x for lat in latencies for x in lat]
+    p50, p99 = percentiles(flat)
+    return {"concurrency": concurrency, "calls": len(flat), "p50_ms": p50, "p99_ms": p99, "qps": len(flat) / wall}
+
+
+class ServerProcess:
+    def __init__(self, index_dir: str, *extra: str):
+        cmd = [sys.executable, "-m", "omniembed.serve", "--index", index_dir, "--port", "0", "--host", "127.0.0.1",
+               "--log-level", "WARNING", *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        match = re.search(r"listening on (\S+)", line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.target = match.group(1)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=120)
+
+
+def bench_vectors(args, work: str) -> list[str]:
+    dim, k = args.dim, 10
+    _log(f"index: {args.n} x {dim} embedding-like vectors, flat")
+    x = embedding_like(args.n, dim, seed=0)
+    queries = embedding_like(1000, dim, seed=1)
+    index_dir = os.path.join(work, "vec-ix")
+    with Index.create(index_dir, dim=dim, kind="flat") as ix:
+        for s in range(0, args.n, 50_000):
+            ix.upsert([f"v{i}" for i in range(s, min(args.n, s + 50_000))], x[s : s + 50_000])
+        ix.snapshot()
+        local = closed_loop(lambda _s, n: ix.search(queries[n % len(queries)], k=k), 1, args.seconds)
+    _log(f"in-process Index.search: p50 {local['p50_ms']:.2f} ms, {local['qps']:.0f} QPS")
+    server = ServerProcess(index_dir, "--workers", str(max(32, max(args.concurrency) * 2)))
+    rows = []
+    try:
+        for c in args.concurrency:
+            r = closed_loop(lambda cl, n: cl.search(queries[n % len(queries)], k=k), c, args.seconds,
+                            make_state=lambda: Client(server.target, timeout=60))
+            rows.append(r)
+            _log(f"gRPC Search by vector, {c} clients: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+                 f"{r['qps']:.0f} QPS")
+    finally:
+        server.stop()
+    one = rows[0]
+    lines = [
+        f"## Search by vector ({args.n:,} x {dim} flat index, k={k})", "",
+        "| path | clients | p50 ms | p99 ms | queries/s |", "|---|---:|---:|---:|---:|",
+        f"| in-process `Index.search` | 1 | {local['p50_ms']:.2f} | {local['p99_ms']:.2f} | {local['qps']:.0f} |",
+        *[f"| gRPC `Search` (vector) | {r['concurrency']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['qps']:.0f} |"
+          for r in rows],
+        "",
+        f"gRPC hop overhead at 1 client: p50 {one['p50_ms'] - local['p50_ms']:+.2f} ms per call "
+        f"({one['p50_ms'] / local['p50_ms']:.1f}x the in-process time); this includes the Python client's own "
+        "serialisation of the query and hits.", "",
+    ]
+    return lines
+
+
+def bench_text(args, work: str) -> list[str]:
+    from omniembed.serve.embedding import ModelEmbedder
+
+    model = ModelEmbedder.load(args.bundle, threads=args.threads)
+    dim = model.full_dim
+    _log(f"bundle {args.bundle}: dim {dim}; indexing {args.text_n} embedded texts")
+    index_dir = os.path.join(work, "text-ix")
+    texts = [TEXTS[i % len(TEXTS)] + f" #{i}" for i in range(args.text_n)]
+    with Index.create(index_dir, dim=dim, kind="flat") as ix:
+        for s in range(0, len(texts), 256):
+            chunk = texts[s : s + 256]
+            ix.upsert([f"t{i}" for i in range(s, s + len(chunk))], model.embedder.embed(chunk))
+        ix.snapshot()
+
+        def local_call(_s, n):
+            ix.search(model.embedder.embed([TEXTS[n % len(TEXTS)]])[0], k=10)
+
+        local = closed_loop(local_call, 1, args.seconds)
+    _log(f"in-process embed+search: p50 {local['p50_ms']:.2f} ms, {local['qps']:.0f} QPS")
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    results = {}
+    for label, extra in (("micro-batched", ["--max-batch", "32", "--max-wait-ms", str(args.max_wait_ms)]),
+                         ("no batching", ["--no-batching"])):
+        server = ServerProcess(index_dir, "--bundle", args.bundle, "--workers", "64", *threads, *extra)
+        try:
+            for c in args.concurrency:
+                r = closed_loop(lambda cl, n: cl.search(TEXTS[n % len(TEXTS)], k=10), c, args.seconds,
+                                make_state=lambda: Client(server.target, timeout=120))
+                with Client(server.target) as probe:
+                    stats = probe.stats()
+                r["mean_batch"] = stats["embedded_items"] / max(1, stats["embed_batches"])
+                results[(label, c)] = r
+                _log(f"gRPC Search by text, {label}, {c} clients: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+                     f"{r['qps']:.1f} QPS (mean batch so far {r['mean_batch']:.1f})")
+        finally:
+            server.stop()
+    top = max(args.concurrency)
+    ratio = results[("micro-batched", top)]["qps"] / results[("no batching", top)]["qps"]
+    one = results[("micro-batched", args.concurrency[0])]
+    lines = [
+        f"## Search by text (bundle `{args.bundle}`, dim {dim}, {args.text_n:,} items, k=10)", "",
+        "| path | clients | p50 ms | p99 ms | queries/s | mean items per model call |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| in-process `Embedder.embed` + `Index.search` | 1 | {local['p50_ms']:.1f} | {local['p99_ms']:.1f} | "
+        f"{local['qps']:.1f} | 1 |",
+        *[f"| gRPC `Search` (text), {label} | {c} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['qps']:.1f} | "
+          f"{r['mean_batch']:.1f} |" for (label, c), r in results.items()],
+        "",
+        f"Micro-batching gain at {top} clients: **{ratio:.2f}x** the queries/s of no batching "
+        f"(max batch 32, max wait {args.max_wait_ms} ms).",
+        f"gRPC hop at 1 client: p50 {one['p50_ms'] - local['p50_ms']:+.1f} ms against in-process "
+        f"(includes up to {args.max_wait_ms} ms of batch wait).", "",
+    ]
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=100_000, help="vectors in the vector-search index")
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    p.add_argument("--concurrency", default="1,4,16")
+    p.add_argument("--bundle", help="an exported bundle: adds search by text and the micro-batching ratio")
+    p.add_argument("--text-n", type=int, default=2000, help="embedded texts in the text-search index")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads in server and in-process")
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                 "serve_latency.md"))
+    args = p.parse_args(argv)
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    work = tempfile.mkdtemp(prefix="serve-bench-")
+    try:
+        sections = bench_vectors(args, work)
+        if args.bundle:
+            sections += bench_text(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    header = [
+        "# Service latency and throughput", "",
+        f"`{' '.join(['python bench/serve_latency.py', *(argv if argv is not None else sys.argv[1:])])}` on "
+        f"{datetime.date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs shared with "
+        "other jobs (numbers are noisy; compare rows of one run, not runs). Server: `python -m omniembed.serve` in "
+        "its own process; clients: threads of the bench process, one channel each, closed loop, "
+        f"{args.seconds:g} s per row.", "",
+    ]
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(header + sections))
+    _log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

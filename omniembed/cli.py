@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tokenizers": ("omniembed.tokenization.train", "train the text BPE, image VQ-VAE and audio VQ tokenizers"),
     "train": ("omniembed.train", "train the trunk: tokenizers, tokenized corpus, joint LM + contrastive training"),
     "demo": ("omniembed.demo", "run the main job end to end on the embedded defaults"),
+    "export": ("omniembed.export", "export a training run to an ONNX bundle for the torch-free runtime"),
     "serve": ("omniembed.serve.__main__", "serve embeddings and search over gRPC (omniembed.serve)"),
 }
 

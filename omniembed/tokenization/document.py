@@ -12,13 +12,14 @@ Adjacent text segments are joined before BPE, so decode yields one text segment 
 the decoded segments reproduces the ids exactly.
 
 torch is imported only when a tokenizer needs tensors, so a torch-free runtime with tokenizers of the same
-interface (numpy in and out) can use this module too.
+interface (numpy in and out) can use this module too: omniembed.runtime builds its ids here, with ONNX tokenizers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
@@ -186,6 +187,18 @@ class DocumentTokenizer:
         if embed:
             out.append(self._embed)
         return out
+
+    def encode_for_embedding(self, segments: Iterable[Segment | DecodedSegment],
+                             max_tokens: int | None = None) -> list[int]:
+        """The id sequence the embedding head reads: `<bos> body <eos> <embed>`, the body cut at its end so the
+        whole fits `max_tokens` (training's view sequences, omniembed.corpus.Corpus.view_ids, cut the same way).
+        The torch path and the ONNX runtime both build embedding inputs here, so their ids cannot drift apart."""
+        ids = self.encode(segments, bos=True, eos=True, embed=True)
+        if max_tokens is None or len(ids) <= max_tokens:
+            return ids
+        if max_tokens < 4:
+            raise DocumentError(f"max_tokens={max_tokens} leaves no room for a body between <bos> and <eos> <embed>")
+        return ids[:max_tokens - 2] + ids[-2:]
 
     def encode_batch(self, documents: Sequence[Iterable[Segment | DecodedSegment]], **kwargs) -> list[list[int]]:
         return [self.encode(doc, **kwargs) for doc in documents]
@@ -526,9 +539,10 @@ def _can_decode(tokenizer: Any) -> bool:
 
 @contextlib.contextmanager
 def _no_grad():
-    try:
-        import torch
-    except ImportError:  # a torch-free runtime with numpy tokenizers
+    # Only a torch tokenizer needs inference mode, and one can exist only once torch is imported; importing it
+    # here would load torch into the torch-free runtime (omniembed.runtime) just to do nothing.
+    torch = sys.modules.get("torch")
+    if torch is None:
         yield
         return
     with torch.inference_mode():

@@ -1,0 +1,82 @@
+"""The image and audio tokenizer encoders as ONNX Runtime sessions, with the interface DocumentTokenizer
+expects of a tokenizer (numpy in and out), so the runtime builds ids through the same DocumentTokenizer as
+the torch path.
+
+What cannot live in the graph stays here: squaring an image of any size to the tokenizer's side with Pillow
+(the same policy and filter as omniembed.tokenization.image.to_square). Scaling to [0, 1], the layout change,
+the log-mel front-end and the per-bin normalisation are inside the graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from omniembed.errors import MediaError
+
+
+def to_square(img: Image.Image, size: int, policy: str) -> Image.Image:
+    """Resize policy: "stretch" ignores aspect; "crop" keeps the centre square; "pad" letterboxes on black.
+    Must stay identical to omniembed.tokenization.image.to_square (the parity tests compare the two paths)."""
+    w, h = img.size
+    if policy == "crop":
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    elif policy == "pad" and w != h:
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side))
+        canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+        img = canvas
+    return img.resize((size, size), Image.BICUBIC) if img.size != (size, size) else img
+
+
+class OnnxImageTokenizer:
+    """pixels -> image codes through image_encoder.onnx."""
+
+    def __init__(self, session: ort.InferenceSession, *, image_size: int, image_resize: str, codebook_size: int,
+                 tokens_per_image: int, max_batch: int = 64):
+        self.session, self.image_size, self.image_resize = session, int(image_size), image_resize
+        self.codebook_size, self.tokens_per_image, self.max_batch = int(codebook_size), int(tokens_per_image), max_batch
+
+    def preprocess(self, pixels: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """(H, W, 3) uint8 array, or a list of them (sizes may differ) -> (B, S, S, 3) uint8."""
+        batch = [pixels] if isinstance(pixels, np.ndarray) else list(pixels)
+        out = np.empty((len(batch), self.image_size, self.image_size, 3), dtype=np.uint8)
+        for i, arr in enumerate(batch):
+            arr = np.asarray(arr)
+            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
+                raise MediaError(f"pixels[{i}]", f"expected an (H, W, 3) uint8 array, got {arr.dtype} {arr.shape}")
+            out[i] = np.asarray(to_square(Image.fromarray(arr), self.image_size, self.image_resize))
+        return out
+
+    def encode(self, pixels: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) uint8 -> (B, tokens_per_image) int64 codes, row-major over the grid."""
+        parts = [self.session.run(None, {"pixels": pixels[i:i + self.max_batch]})[0]
+                 for i in range(0, len(pixels), self.max_batch)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.tokens_per_image), dtype=np.int64)
+
+
+class OnnxAudioTokenizer:
+    """mono wave at `sample_rate` -> audio codes through audio_encoder.onnx (log-mel front-end inside)."""
+
+    def __init__(self, session: ort.InferenceSession, *, sample_rate: int, codebook_size: int, n_fft: int,
+                 samples_per_token: int):
+        self.session, self.sample_rate, self.codebook_size = session, int(sample_rate), int(codebook_size)
+        self.n_fft, self.samples_per_token = int(n_fft), int(samples_per_token)
+
+    def num_tokens(self, n_samples: int) -> int:
+        return -(-n_samples // self.samples_per_token)
+
+    def encode_one(self, wave: np.ndarray) -> np.ndarray:
+        """(n,) float32 -> (M,) int64, M = ceil(n / samples_per_token)."""
+        wave = np.ascontiguousarray(wave, dtype=np.float32)
+        if wave.ndim != 1:
+            raise ValueError(f"audio wave: expected (n,), got {wave.shape}")
+        if len(wave) <= self.n_fft // 2:  # the centred STFT reflect-pads by n_fft // 2, which needs more samples
+            raise MediaError(f"<{len(wave)} samples>", f"audio shorter than {self.n_fft // 2 + 1} samples "
+                             f"({(self.n_fft // 2 + 1) / self.sample_rate * 1000:.1f} ms) cannot be tokenized")
+        return self.session.run(None, {"wave": wave[None]})[0][0]

@@ -160,6 +160,13 @@ def attention_mask(pad_mask: torch.Tensor, causal: bool) -> torch.Tensor:
     return allowed | torch.eye(T, dtype=torch.bool, device=pad_mask.device)
 
 
+def additive_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A bool "may attend" mask as a float bias (0 / -inf): CPU SDPA runs faster with a float mask."""
+    if mask.dtype != torch.bool:
+        return mask
+    return torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))
+
+
 # ---- modules ----------------------------------------------------------------------------------------
 
 
@@ -197,6 +204,8 @@ class Attention(nn.Module):
                 v = torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
         drop = self.dropout if self.training else 0.0
+        if mask.dtype != torch.bool and mask.dtype != q.dtype:  # a float bias must match q under autocast
+            mask = mask.to(q.dtype)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         return self.resid_drop(self.out(y))
@@ -284,6 +293,7 @@ class OmniModel(nn.Module):
         cos = self.rope_cos[positions].unsqueeze(1)  # (B, 1, T, hd/2)
         sin = self.rope_sin[positions].unsqueeze(1)
         x = self.drop(self.tok_emb(ids))  # (B, T, D)
+        mask = additive_mask(mask)  # once for all layers
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, mask, None if caches is None else caches[i])
         return self.norm(x)
@@ -321,16 +331,21 @@ class OmniModel(nn.Module):
             raise ValueError(f"embedding dim {dim} must be in 1..{full} (trained prefixes: {self.cfg.embed_dims})")
         return F.normalize(self.embed_raw(ids, pad_mask)[:, :dim].float(), dim=-1)
 
-    def forward(self, lm_ids=None, lm_mask=None, pair_ids=None, pair_mask=None) -> dict:
+    def forward(self, lm_ids=None, lm_mask=None, pair_ids=None, pair_mask=None, pair_b_ids=None,
+                pair_b_mask=None) -> dict:
         """Both passes of one training step in one call, so DDP/FSDP see a single forward per backward.
 
         Returns logits for the LM batch; raw embeddings and the temperature for the pair batch (the
-        temperature is returned so DDP sees it in the forward graph of the steps whose loss uses it)."""
+        temperature is returned so DDP sees it in the forward graph of the steps whose loss uses it).
+        With pair_b_ids the two views run as separate passes (each padded to its own length, not the
+        longer one's) and the embedding rows are a's then b's."""
         out = {}
         if lm_ids is not None:
             out["logits"] = self.forward_lm(lm_ids, lm_mask)
         if pair_ids is not None:
             out["embedding"] = self.embed_raw(pair_ids, pair_mask)
+            if pair_b_ids is not None:
+                out["embedding"] = torch.cat([out["embedding"], self.embed_raw(pair_b_ids, pair_b_mask)])
             out["temperature"] = self.temperature()
         return out
 

@@ -157,13 +157,14 @@ class Trainer:
 
     def _losses(self, lm: TokenBatch | None, pairs: PairBatch | None):
         lm, pairs = self._to_device(lm), self._to_device(pairs)
-        pair_ids = pair_mask = None
+        pair_kw = {}
         if pairs is not None:
-            pair_ids, pair_mask = stack_padded(pairs.a_ids, pairs.a_mask, pairs.b_ids, pairs.b_mask,
-                                               self.model.cfg.pad_id)
+            # two passes, each view padded to its own length: a text view is not padded to a video's
+            pair_kw = {"pair_ids": pairs.a_ids, "pair_mask": pairs.a_mask, "pair_b_ids": pairs.b_ids,
+                       "pair_b_mask": pairs.b_mask}
         with self._autocast():
             out = self.module(lm_ids=None if lm is None else lm.ids, lm_mask=None if lm is None else lm.pad_mask,
-                              pair_ids=pair_ids, pair_mask=pair_mask)
+                              **pair_kw)
         total = torch.zeros((), device=self.device)
         stats: dict[str, torch.Tensor] = {}
         if lm is not None:

@@ -64,13 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decay", type=float, default=0.5, help="per-dimension std (1+j)^-decay; 0 = isotropic")
     ap.add_argument("--hnsw-m", type=int, default=32)
-    ap.add_argument("--hnsw-efc", type=int, default=80)
+    ap.add_argument("--hnsw-efc", type=int, default=100)
     ap.add_argument("--nlist", type=int, default=1024)
     ap.add_argument("--refines", default="10,50", help="IVF-PQ candidates per hit re-ranked exactly, swept")
+    ap.add_argument("--nprobes", default="1,4,16,64",
+                    help="IVF lists probed, swept with the first refine; later refines sweep the middle ones")
+    ap.add_argument("--efs", default="32,64,128,256,512", help="HNSW efSearch values to sweep")
     ap.add_argument("--pq-m", type=int, default=0, help="PQ sub-quantizers (0: the index default, dim // 4)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "results"))
     ap.add_argument("--prefixes", default="32,64", help="adaptive shortlist prefix dims to sweep")
-    ap.add_argument("--shortlists", default="50,100,200,400,800,1600", help="adaptive shortlist sizes to sweep")
+    ap.add_argument("--shortlists", default="50,100,200,400", help="adaptive shortlist sizes to sweep")
     ap.add_argument("--stem", default="index_recall_qps", help="result file name, without .md/.png")
     ap.add_argument("--workdir", default=None, help="where the temporary indexes go (default: system temp)")
     args = ap.parse_args(argv)
@@ -107,16 +110,17 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append(("adaptive", f"prefix={prefix} shortlist={shortlist}", r, qps))
                         _log(f"adaptive p={prefix} s={shortlist}: recall {r:.4f} {qps:.1f} q/s")
             elif kind == "hnsw":
-                for ef in (16, 32, 64, 128, 256, 512, 1024):
+                for ef in map(int, args.efs.split(",")):
                     r, qps = _measure(ix, q, truth, args.repeats, ef_search=ef)
                     rows.append(("hnsw", f"M={args.hnsw_m} efC={args.hnsw_efc} efSearch={ef}", r, qps))
                     _log(f"hnsw ef={ef}: recall {r:.4f} {qps:.1f} q/s")
             else:
-                pq_m = ix.params["pq_m"]
-                for refine in map(int, args.refines.split(",")):
-                    for nprobe in (4, 8, 16, 32, 64):
+                pq = f"{'rotation + ' if ix.params['rotate'] else ''}PQ{ix.params['pq_m']}x8"
+                nprobes = list(map(int, args.nprobes.split(",")))
+                for i, refine in enumerate(map(int, args.refines.split(","))):
+                    for nprobe in nprobes if i == 0 else nprobes[1:-1] or nprobes:
                         r, qps = _measure(ix, q, truth, args.repeats, nprobe=nprobe, refine=refine)
-                        setting = f"nlist={args.nlist} PQ{pq_m}x8 refine={refine} nprobe={nprobe}"
+                        setting = f"nlist={args.nlist} {pq} refine={refine} nprobe={nprobe}"
                         rows.append((f"ivfpq refine={refine}", setting, r, qps))
                         _log(f"ivfpq refine={refine} nprobe={nprobe}: recall {r:.4f} {qps:.1f} q/s")
             ix.close()

@@ -97,18 +97,13 @@ def _key(item) -> str:
 
 # ---- captions ---------------------------------------------------------------------------------------------
 def names_value(text: str, synonyms: dict[str, Sequence[str]]) -> str | None:
-    """The one value whose synonym occurs in `text` (longest match wins), or None when none or two do."""
-    text = f" {text.lower()} "
-    found = {}
-    for value, words in synonyms.items():
-        for w in words:
-            if f" {w}" in text or f"{w} " in text:
-                found[value] = max(found.get(value, 0), len(w))
-    if not found:
-        return None
-    best = max(found.values())
-    winners = [v for v, n in found.items() if n == best]
-    return winners[0] if len(winners) == 1 else None
+    """The one value one of whose synonyms occurs in `text` as whole words, or None when none or several do."""
+    import re
+
+    text = text.lower()
+    found = {value for value, words in synonyms.items()
+             if any(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text) for w in words)}
+    return found.pop() if len(found) == 1 else None
 
 
 def caption_rates(captions: Sequence[str], attributes: Sequence[dict]) -> dict:

@@ -33,6 +33,7 @@ MODALITIES = ("text", "image", "audio", "video", "interleaved")
 class DataConfig:
     manifest: str | None = None  # manifest.jsonl; None: generate a synthetic world into RUN_DIR/world
     heldout: str | None = None  # held-out manifest; None: heldout.jsonl beside the manifest, if present
+    corpus_cache: str | None = None  # where the tokenized corpus is cached; None: RUN_DIR (keyed by content)
     synth_n: int = 48  # synthetic world size when no manifest is given
     synth_seed: int = 0
     synth_video: str = "mp4"  # mp4 | webm | none

@@ -40,7 +40,9 @@ from omniembed.trainer import Trainer, TrainingDiverged
 
 log = logging.getLogger("omniembed.train")
 CONFIG_FILE, CHECKPOINT_FILE, EVAL_FILE, LOG_FILE = "train.yaml", "checkpoint.pt", "eval.jsonl", "train.log"
+STEPS_FILE = "steps.jsonl"  # one line per applied step: step, loss, the loss terms, lr, pair
 TOKENIZER_DIR = "tokenizers"
+REPO = Path(__file__).resolve().parents[1]
 # headline pairs of the recall target; logged on one line at each evaluation
 HEADLINE = ("text->image", "image->text", "text->audio", "audio->text", "text->video", "video->text",
             "image->audio")
@@ -87,13 +89,20 @@ def prepare_tokenizers(cfg: runconfig.RunConfig, run_dir: Path, manifest: Path) 
             from omniembed.tokenization.train import train_tokenizers
 
             overrides = [f"{k}={json.dumps(v)}" for k, v in cfg.tokenizer.overrides.items()]
-            tcfg = TokenizerConfig.from_yaml(cfg.tokenizer.config, overrides)
+            tcfg = TokenizerConfig.from_yaml(_config_path(cfg.tokenizer.config), overrides)
             log.info("stage 1: training tokenizers on %s", manifest)
             t0 = time.perf_counter()
             train_tokenizers(manifest, out, tcfg)
             log.info("stage 1: tokenizers trained in %.1fs", time.perf_counter() - t0)
     _barrier()
     return out
+
+
+def _config_path(path: str | None) -> Path | None:
+    """A config path as given, or relative to the repository (configs/... works from any folder)."""
+    if path is None or Path(path).is_file() or Path(path).is_absolute():
+        return None if path is None else Path(path)
+    return REPO / path
 
 
 def fingerprint(manifest: Path, heldout: Path | None, tok_dir: Path, cfg: runconfig.RunConfig) -> str:
@@ -231,7 +240,7 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
     doc_tok = DocumentTokenizer.from_tokenizers(toks.text, toks.image, toks.audio, video_fps=toks.config.video_fps)
     key = fingerprint(manifest, heldout, tok_dir, cfg)
     corpus = prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
-                            run_dir, key)
+                            Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key)
 
     model_cfg = build_model_config(cfg, doc_tok.vocab)
     if D.rank() == 0:
@@ -283,6 +292,9 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
         bar.set_postfix(loss=f"{res.loss:.3f}", con=f"{s.get('con/loss', float('nan')):.3f}",
                         lm=f"{s.get('lm/ce', float('nan')):.3f}", refresh=False)
         if writer is not None:
+            with open(run_dir / STEPS_FILE, "a") as f:
+                f.write(json.dumps({"step": res.step, "loss": res.loss, "lr": res.lr, "grad_norm": res.grad_norm,
+                                    "pair": pair_name, **{k: v for k, v in s.items()}}) + "\n")
             writer.add_scalar("train/loss", res.loss, res.step)
             writer.add_scalar("train/lr", res.lr, res.step)
             writer.add_scalar("train/grad_norm", res.grad_norm, res.step)

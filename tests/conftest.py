@@ -26,3 +26,27 @@ def synth_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth_world")
     generate(root, SYNTH_WORLD_ITEMS, SYNTH_WORLD_SEED, workers=1)
     return load_world(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_world, tmp_path_factory):
+    """A training RUN_DIR built through the real entry point (`omniembed.train.main`) from configs/tiny.yaml on
+    synth_world: tokenizers trained briefly into RUN_DIR/tokenizers, 12 joint steps, one evaluation. About a
+    minute, once per session. Returns the RUN_DIR Path (train.yaml, tokenizers/, checkpoint.pt, eval.jsonl,
+    steps.jsonl, corpus.*); load it with omniembed.run.load_run. Read-only: other tests share it."""
+    from pathlib import Path
+
+    import torch
+
+    from omniembed.train import main
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    threads = torch.get_num_threads()
+    try:
+        rc = main(["--config", str(config), "--out", str(run_dir), f"data.manifest={synth_world.manifest_path}",
+                   "tokenizer.overrides.image_steps=30", "tokenizer.overrides.audio_steps=30"])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0, f"tiny training failed; see {run_dir / 'train.log'}"
+    return run_dir

@@ -1,32 +1,36 @@
 """The main job, end to end on the embedded defaults: `omniembed demo` (what scripts/demo.sh runs).
 
-    omniembed demo [--out demo_out] [--n 400] [--seed 0] [--tokenizer-config configs/tokenizers/small.yaml]
-                   [--manifest YOUR/manifest.jsonl] [key=value ...]
+    omniembed demo [--out runs/demo] [--config configs/small.yaml] [--n N] [--seed S]
+                   [--manifest YOUR/manifest.jsonl [--heldout YOUR/heldout.jsonl]] [key=value ...]
 
 Stages, each printed as it runs:
-  1. data        the synthetic multimodal world (or --manifest: your own JSONL manifest, see docs/manifest.md)
-  2. tokenizers  text BPE, image VQ-VAE and audio VQ trained on it; reconstruction vs the constant baseline
-  3. vocabulary  held-out items (every view) and an interleaved document turned into one id stream and back
-Stages still to come (trunk training, ONNX export, index build, gRPC server, cross-modal queries) are named
-at the end as not built yet, rather than faked.
+  1. train     `python -m omniembed.train`: the synthetic world (or your manifest, docs/manifest.md), the
+               tokenizers, then the trunk, with held-out evaluation at the end
+  2. export    `python -m omniembed.export`: the ONNX bundle the torch-free runtime serves
+  3. serve     `python -m omniembed.serve` in a subprocess on a free localhost port
+  4. index     every view of every held-out item upserted through the service (embedded by the server)
+  5. queries   text->image, image->audio, audio->video, video->text and a caption+image query, over gRPC;
+               a hit is a top result with exactly the query item's attribute set
+key=value arguments override the training config (e.g. loop.steps=200).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
 import sys
+import threading
 import time
-from collections import Counter
 from pathlib import Path
 
-# Stages of the data path that later issues add; the demo names them instead of pretending to run them.
-NOT_BUILT_YET = [
-    "trunk training (python -m omniembed.train, configs/model/small.yaml)",
-    "ONNX export of the bundle (python -m omniembed.export)",
-    "FAISS index of the held-out items' embeddings (omniembed.index is built; it needs embeddings to hold)",
-    "gRPC server and cross-modal queries (python -m omniembed.serve)",
-]
+from omniembed.errors import OmniEmbedError
+
+SERVER_START_S = 180.0
 
 
 def _stage(n: int, title: str) -> float:
@@ -34,102 +38,197 @@ def _stage(n: int, title: str) -> float:
     return time.perf_counter()
 
 
-def _make_world(args) -> tuple[Path, Path | None]:
-    """Returns (training manifest, held-out manifest or None)."""
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="omniembed demo", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/demo", help="working folder (run, bundle, index)")
+    p.add_argument("--config", default="configs/small.yaml", help="training config")
+    p.add_argument("--n", type=int, help="synthetic world size (default: the config's data.synth_n)")
+    p.add_argument("--seed", type=int, help="synthetic world seed (default: the config's data.synth_seed)")
+    p.add_argument("--manifest", help="your own manifest.jsonl instead of the synthetic world")
+    p.add_argument("--heldout", help="held-out manifest to index and query (default: heldout.jsonl beside it)")
+    p.add_argument("--show", type=int, default=3, help="example queries printed per pair")
+    p.add_argument("--skip-training", action="store_true", help="reuse OUT/run from an earlier demo")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides")
+    return p
+
+
+def train_overrides(args) -> list[str]:
+    out = list(args.overrides)
     if args.manifest:
-        manifest = Path(args.manifest)
-        if not manifest.is_file():
-            raise SystemExit(f"omniembed demo: --manifest {manifest} is not a file")
-        print(f"using your manifest {manifest}")
-        return manifest, None
-    from omniembed.data.synth import generate, load_world
-
-    root = generate(Path(args.out) / "world", args.n, args.seed)
-    world = load_world(root)
-    counts = world.world["counts"]
-    print(f"wrote {root}: {counts['train_items']} train + {counts['heldout_items']} held-out items "
-          f"({world.world['combinations']['heldout']} attribute combinations never seen in training), "
-          f"{counts['train_documents']} + {counts['heldout_documents']} interleaved documents")
-    return world.manifest_path, world.heldout_path
-
-
-def _train_tokenizers(args, manifest: Path) -> Path:
-    from omniembed.tokenization.config import TokenizerConfig
-    from omniembed.tokenization.train import train_tokenizers
-
-    cfg = TokenizerConfig.from_yaml(args.tokenizer_config, args.overrides)
-    out = Path(args.out) / "tokenizers"
-    report = train_tokenizers(manifest, out, cfg)
-    for name, unit in (("image", ""), ("audio", " dB^2")):
-        r = report[name]
-        mse = r.get("recon_mse", r.get("recon_mse_db2"))
-        base = r.get("baseline_mse", r.get("baseline_mse_db2"))
-        print(f"{name:5s} tokenizer: held-out reconstruction error {mse:.4g}{unit} vs constant baseline "
-              f"{base:.4g}{unit} (ratio {r['ratio']:.3f}); {r['usage']['codes_used']} codes used, "
-              f"perplexity {r['usage']['perplexity']:.1f}")
-    print(f"text  tokenizer: byte-level BPE of {report['text']['vocab_size']} tokens; all written to {out}")
+        out.append(f"data.manifest={Path(args.manifest).resolve()}")
+        if args.heldout:
+            out.append(f"data.heldout={Path(args.heldout).resolve()}")
+    if args.n is not None:
+        out.append(f"data.synth_n={args.n}")
+    if args.seed is not None:
+        out.append(f"data.synth_seed={args.seed}")
     return out
 
 
-def _tokenize_heldout(tokdir: Path, heldout: Path | None, manifest: Path, count: int) -> None:
-    from omniembed.data.manifest import Document, Item, load_manifest
-    from omniembed.tokenization.document import DocumentTokenizer, from_record
-    from omniembed.tokenization.store import load_tokenizers
+def heldout_items(run_dir: Path, args) -> tuple[list, str]:
+    """The items to index and query, and where they came from."""
+    from omniembed.data.manifest import Item, load_manifest
 
-    toks = load_tokenizers(tokdir)
-    doc = DocumentTokenizer.from_tokenizers(toks.text, toks.image, toks.audio, video_fps=toks.config.video_fps)
-    vocab = doc.vocab
-    print(f"unified vocabulary: {vocab.size} ids = special/markers {len(vocab.special_range)} | "
-          f"text {vocab.text_size} | image {vocab.image_codebook} | audio {vocab.audio_codebook}")
-    records = load_manifest(heldout or manifest)
-    items = [r for r in records if isinstance(r, Item)][:count]
-    documents = [r for r in records if isinstance(r, Document)][:1]
-    for record in items + documents:
-        views = from_record(record)
-        streams = {"document": views} if isinstance(record, Document) else views
-        for view, segments in streams.items():
-            ids = doc.encode(segments)
-            again = doc.encode(doc.decode(ids, reconstruct=False))
-            kinds = Counter(vocab.kind_of(i) for i in ids)
-            parts = ", ".join(f"{kinds[k]} {k}" for k in ("text", "image", "audio", "special") if kinds[k])
-            print(f"  {record.id:12s} {view:8s} -> {len(ids):4d} ids ({parts}); "
-                  f"round trip {'exact' if again == ids else 'DIFFERS'}")
-            if again != ids:
-                raise SystemExit(f"omniembed demo: {record.id} {view} did not round-trip through the vocabulary")
+    if args.manifest:
+        manifest = Path(args.manifest)
+        path = Path(args.heldout) if args.heldout else manifest.with_name("heldout.jsonl")
+        if not path.is_file():
+            path = manifest  # no held-out split: query the training items themselves (said in the output)
+    else:
+        path = run_dir / "world" / "heldout.jsonl"
+    items = [r for r in load_manifest(path) if isinstance(r, Item)]
+    if not items:
+        raise OmniEmbedError(f"{path}: no item records to index")
+    return items, str(path)
+
+
+class ServerProcess:
+    """`python -m omniembed.serve` as a child process; the port is read from its 'listening on' line."""
+
+    def __init__(self, bundle: Path, index: Path, log_path: Path):
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "omniembed.serve", "--bundle", str(bundle), "--index", str(index),
+             "--port", "0", "--host", "127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop()
+                raise OmniEmbedError(f"server did not start within {SERVER_START_S:.0f}s (log: {log_path})")
+            if line is None:
+                raise OmniEmbedError(f"server exited with {self.proc.wait()} before listening (log: {log_path})")
+            if "listening on" in line:
+                self.target = "127.0.0.1:" + line.split("listening on", 1)[1].split()[0].rsplit(":", 1)[1]
+                return
+
+    def _pump(self, lines: queue.Queue) -> None:
+        for line in self.proc.stdout:
+            self.log.write(line)
+            self.log.flush()
+            lines.put(line)
+        lines.put(None)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM: the server drains in-flight calls, snapshots the index and exits 0."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.log.close()
+        return code
+
+
+def last_eval(run_dir: Path) -> dict:
+    path = run_dir / "eval.jsonl"
+    if not path.is_file():
+        return {}
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def eval_summary(record: dict) -> str:
+    """Recall@1 at the full dim from the run's last evaluation record (eval.jsonl, JSON keys)."""
+    dims = record.get("recall", {}).get("dims", {})
+    if not dims:
+        return ""
+    full = max(dims, key=int)
+    pairs = " ".join(f"{pair}={at['1']:.2f}" for pair, at in dims[full].items())
+    return f"recall@1 at dim {full}: {pairs}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="omniembed demo", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[2:]))
-    parser.add_argument("--out", default="demo_out", help="working folder (created)")
-    parser.add_argument("--n", type=int, default=400, help="synthetic items to generate")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--manifest", default=None, help="your own manifest.jsonl instead of the synthetic world")
-    parser.add_argument("--tokenizer-config", default=str(Path(__file__).resolve().parents[1]
-                                                            / "configs" / "tokenizers" / "small.yaml"))
-    parser.add_argument("--show", type=int, default=3, help="held-out items to tokenize and print")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="tokenizer config overrides")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    run_dir, bundle, index_dir = out / "run", out / "bundle", out / "index"
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    try:
+        t = _stage(1, f"train: data, tokenizers and the trunk ({args.config})")
+        if args.skip_training:
+            if not (run_dir / "checkpoint.pt").is_file():
+                raise OmniEmbedError(f"--skip-training: no finished run in {run_dir}")
+        else:
+            from omniembed import train
 
-    start = time.perf_counter()
-    seconds: dict[str, float] = {}
-    t = _stage(1, "data")
-    manifest, heldout = _make_world(args)
-    seconds["data"] = time.perf_counter() - t
-    t = _stage(2, "tokenizers")
-    tokdir = _train_tokenizers(args, manifest)
-    seconds["tokenizers"] = time.perf_counter() - t
-    t = _stage(3, "one vocabulary: held-out items and a document as id streams")
-    _tokenize_heldout(tokdir, heldout, manifest, args.show)
-    seconds["vocabulary"] = time.perf_counter() - t
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            code = train.main(["--config", args.config, "--out", str(run_dir), *train_overrides(args)])
+            if code != 0:
+                raise OmniEmbedError(f"training failed (exit {code}); see {run_dir}/train.log")
+        timings["train"] = time.perf_counter() - t
+        summary = eval_summary(last_eval(run_dir))
+        if summary:
+            print(f"held-out evaluation in torch: {summary}")
 
-    print("\nnot built yet (later issues):")
-    for stage in NOT_BUILT_YET:
-        print(f"  - {stage}")
-    seconds["total"] = time.perf_counter() - start
-    (Path(args.out) / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in seconds.items()}, indent=2))
-    print("\n" + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()) + f"; outputs in {args.out}/")
+        t = _stage(2, f"export: ONNX bundle -> {bundle}")
+        from omniembed.export import export_run
+
+        if bundle.exists():
+            shutil.rmtree(bundle)
+        export_run(run_dir, bundle)
+        timings["export"] = time.perf_counter() - t
+
+        t = _stage(3, "serve: gRPC server on localhost (torch-free runtime + FAISS index)")
+        if index_dir.exists():
+            shutil.rmtree(index_dir)
+        server = ServerProcess(bundle, index_dir, out / "server.log")
+        print(f"listening on {server.target} (log: {out / 'server.log'})")
+        timings["serve"] = time.perf_counter() - t
+        try:
+            code = _index_and_query(server.target, run_dir, args, timings)
+        finally:
+            exit_code = server.stop()
+            print(f"server stopped (exit {exit_code}); index persisted in {index_dir}")
+    except OmniEmbedError as err:
+        print(f"omniembed demo: {err}", file=sys.stderr)
+        return 2
+    timings["total"] = time.perf_counter() - t_all
+    (out / "timings.json").write_text(json.dumps({k: round(v, 2) for k, v in timings.items()}, indent=2) + "\n")
+    print("\ntimings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    return code
+
+
+def _index_and_query(target: str, run_dir: Path, args, timings: dict) -> int:
+    from tqdm import tqdm
+
+    from omniembed.demo_queries import index_entries, run_queries
+    from omniembed.serve import Client
+
+    items, source = heldout_items(run_dir, args)
+    t = _stage(4, f"index: every view of {len(items)} held-out items from {source}, embedded by the server")
+    entries = index_entries(items)
+    with Client(target, timeout=120.0) as client:
+        chunk = 32
+        for start in tqdm(range(0, len(entries), chunk), desc="upsert", unit="batch", file=sys.stdout):
+            part = entries[start:start + chunk]
+            client.upsert([e[0] for e in part], items=[e[1] for e in part], metadata=[e[2] for e in part])
+        stats = client.stats()
+        print(f"index holds {stats['count']} vectors of dim {stats['index_dim']} ({stats['index_kind']})")
+        timings["index"] = time.perf_counter() - t
+
+        t = _stage(5, "queries over gRPC (top-1; hit = same attribute set)")
+
+        def search(query, modality):
+            return client.search(query, k=1, filter={"modality": modality})
+
+        results = run_queries(search, items, args.show,
+                              progress=lambda xs: tqdm(xs, desc="query", unit="q", leave=False, file=sys.stdout))
+        timings["queries"] = time.perf_counter() - t
+    for res in results:
+        print(f"\n{res.name}: recall@1 {res.recall:.3f} ({res.hits}/{res.queries})")
+        for line in res.examples:
+            print(f"  {line}")
+    summary = {r.name: round(r.recall, 4) for r in results}
+    (Path(args.out) / "queries.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print("\nsummary: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items()))
     return 0
 
 

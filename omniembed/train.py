@@ -229,6 +229,7 @@ def build_model_config(cfg: runconfig.RunConfig, vocab):
 
 def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at: int | None = None) -> dict:
     """All stages; returns the last evaluation record (rank 0) or {} (other ranks)."""
+    started = time.perf_counter()
     torch.set_num_threads(cfg.loop.threads)
     device = D.init_from_env()
     manifest, heldout = resolve_data(cfg, run_dir)
@@ -308,20 +309,21 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
         if cfg.loop.ckpt_every and res.step % cfg.loop.ckpt_every == 0 and res.step < end:
             save()
         if cfg.loop.eval_every and res.step % cfg.loop.eval_every == 0 and res.step < end:
-            last = _eval_and_log(model, corpus, cfg, doc_tok, res.step, run_dir, writer)
+            last = _eval_and_log(model, corpus, cfg, doc_tok, res.step, run_dir, writer, started)
     bar.close()
     save()
-    last = _eval_and_log(model, corpus, cfg, doc_tok, trainer.step, run_dir, writer)
+    last = _eval_and_log(model, corpus, cfg, doc_tok, trainer.step, run_dir, writer, started)
     if writer is not None:
         writer.close()
     log.info("done: step %d in %.1fs, checkpoint %s", trainer.step, time.perf_counter() - t0, ckpt)
     return last
 
 
-def _eval_and_log(model, corpus, cfg, doc_tok, step, run_dir, writer) -> dict:
+def _eval_and_log(model, corpus, cfg, doc_tok, step, run_dir, writer, started) -> dict:
     record: dict = {}
     if D.rank() == 0:
         record = evaluate(model, corpus, cfg, doc_tok, step)
+        record["wall_s"] = round(time.perf_counter() - started, 1)  # this process, all stages so far
         write_eval(run_dir, record, writer)
         log.info("eval step %d (%.1fs): %s", step, record.get("eval_s", 0.0), headline(record))
     _barrier()

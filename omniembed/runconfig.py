@@ -83,6 +83,20 @@ class RunConfig:
         return out
 
 
+def _numbers(cls, data: dict, name: str) -> dict:
+    """YAML 1.1 reads `1e-3` (no dot) as a string: turn such strings into the field's number type."""
+    out = dict(data)
+    for f in fields(cls):
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        value = out.get(f.name)
+        if kind in ("float", "int") and isinstance(value, str):
+            try:
+                out[f.name] = float(value) if kind == "float" else int(value)
+            except ValueError:
+                raise ConfigError(f"{name}.{f.name}={value!r}: not a number") from None
+    return out
+
+
 def _section(cls, data: Any, name: str):
     if data is None:
         return cls()
@@ -93,7 +107,7 @@ def _section(cls, data: Any, name: str):
     if unknown:
         raise ConfigError(f"config section {name!r}: unknown keys {unknown}; known keys are {sorted(known)}")
     try:
-        return cls(**data)
+        return cls(**_numbers(cls, data, name))
     except TypeError as exc:
         raise ConfigError(f"config section {name!r}: {exc}") from exc
 
@@ -115,7 +129,7 @@ def from_dict(data: dict, source: str = "train config") -> RunConfig:
         data=_section(DataConfig, data.get("data"), "data"),
         tokenizer=_section(TokenizerStage, data.get("tokenizer"), "tokenizer"),
         model=model,
-        train=TrainConfig.from_dict(train),
+        train=TrainConfig.from_dict(_numbers(TrainConfig, train, "train")),
         loop=_section(LoopConfig, data.get("loop"), "loop"),
     )
     validate(cfg)

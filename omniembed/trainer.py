@@ -23,7 +23,7 @@ from omniembed.model import OmniModel
 from omniembed.schedule import build_scheduler
 
 log = logging.getLogger("omniembed.train")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 class TrainingDiverged(OmniEmbedError, RuntimeError):
@@ -43,7 +43,7 @@ class TrainConfig:
     lm_weight: float = 1.0
     contrastive_weight: float = 1.0
     matryoshka_dims: tuple[int, ...] | None = None  # None: the model's embed_dims
-    precision: str = "fp32"  # bf16: autocast matmuls to bfloat16 (CPU and GPU)
+    precision: str = "fp32"  # bf16: autocast matmuls to bfloat16; auto: bf16 on CUDA or native-bf16 CPUs, else fp32
     parallel: str = "auto"  # auto (DDP under torchrun) | none | ddp | fsdp
     ddp_find_unused: bool = False  # set when DDP steps may lack the LM or the pair batch
     spike_factor: float = 4.0  # a loss above spike_factor * its running mean skips the step; 0 disables
@@ -135,6 +135,10 @@ class Trainer:
                               f"{model.cfg.embed_dims}")
         self.module = D.wrap_model(model, cfg.parallel, cfg.ddp_find_unused)
         self.device = D.model_device(model)
+        if cfg.precision == "auto":
+            native = self.device.type == "cuda" or (self.device.type == "cpu" and cpu_has_native_bf16())
+            cfg.precision = "bf16" if native else "fp32"
+            log.info("precision=auto: %s on %s", cfg.precision, self.device)
         if cfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             log.warning("precision=bf16 on a CPU without AVX512-BF16 or AMX: bf16 matrix products are emulated "
                         "and far slower than fp32 here (see bench/results/train_step.md); use precision=fp32")

@@ -1,0 +1,92 @@
+"""What INT8 costs in retrieval: held-out recall@1 through ONNX Runtime, fp32 trunk vs INT8 trunk.
+
+    python -m bench.embed_int8_recall RUN_DIR [--bundle B] [--out bench/results/embed_int8_recall.md]
+
+Uses the run's own tokenized held-out split (RUN_DIR/corpus.*, the ids its evaluation embeds) so the only
+difference between the columns is the trunk graph. Every query->gallery modality pair at every Matryoshka
+dim; the goal is an INT8 loss of at most 1 point of recall@1. Without --bundle the run is exported first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import RESULTS, command_line, results_header
+
+GOAL_POINTS = 1.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", help="trained RUN_DIR with its corpus cache (python -m omniembed.train)")
+    p.add_argument("--bundle", help="bundle exported from RUN_DIR with --int8 (default: export one now)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(RESULTS / "embed_int8_recall.md"))
+    args = p.parse_args(argv)
+
+    import yaml
+
+    from omniembed.corpus import Corpus
+    from omniembed.evaluate import EVAL_MODALITIES, _key, recall_at_k
+    from omniembed.runtime import Embedder, prefix
+
+    run_dir = Path(args.run_dir)
+    bundle = Path(args.bundle) if args.bundle else export(run_dir, args.threads)
+    config = yaml.safe_load((run_dir / "train.yaml").read_text()) or {}
+    max_tokens = int((config.get("data") or {}).get("max_view_tokens", 256))
+    corpus = Corpus.load(run_dir)
+    held = corpus.split("heldout")
+    if not held:
+        print(f"{run_dir}: no held-out items in the corpus", file=sys.stderr)
+        return 2
+    engines = {v: Embedder.load(bundle, threads=args.threads, variant=v) for v in ("fp32", "int8")}
+    dims = engines["fp32"].dims
+    vecs: dict[str, dict[str, np.ndarray]] = {v: {} for v in engines}
+    keys: dict[str, list] = {}
+    for m in EVAL_MODALITIES:
+        members = [i for i in held if m in corpus.items[i].views()]
+        if not members:
+            continue
+        seqs = [corpus.view_ids(corpus.items[i], m, 0, max_tokens).tolist() for i in members]
+        keys[m] = [_key(corpus.items[i]) for i in members]
+        for v, emb in engines.items():
+            vecs[v][m] = emb.embed_ids(seqs)
+    rows = []
+    for d in dims:
+        for q in keys:
+            for g in keys:
+                if q == g:
+                    continue
+                r = {v: recall_at_k(prefix(vecs[v][q], d), prefix(vecs[v][g], d), keys[q], keys[g], (1,))[1]
+                     for v in engines}
+                rows.append((d, f"{q}->{g}", r["fp32"], r["int8"]))
+    deltas = [100 * (f - i) for _, _, f, i in rows]
+    lines = results_header("INT8 vs fp32 trunk: held-out recall@1", command_line(None, "bench.embed_int8_recall"))
+    lines += [f"- run: {run_dir} ({len(held)} held-out items); bundle: {bundle}",
+              f"- worst INT8 loss: **{max(deltas):.1f} points** of recall@1, mean {np.mean(deltas):.2f} "
+              f"(goal <= {GOAL_POINTS:.0f}: {'met' if max(deltas) <= GOAL_POINTS else 'NOT met'})", "",
+              "| dim | query->gallery | fp32 R@1 | INT8 R@1 | loss (points) |", "|---|---|---|---|---|"]
+    lines += [f"| {d} | {pair} | {f:.3f} | {i:.3f} | {100 * (f - i):+.1f} |" for d, pair, f, i in rows]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def export(run_dir: Path, threads: int) -> Path:
+    import torch
+
+    from omniembed.export import export_run
+
+    torch.set_num_threads(threads)
+    return export_run(run_dir, Path(tempfile.mkdtemp(prefix="int8_recall_")) / "bundle", int8=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

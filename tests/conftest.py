@@ -29,6 +29,28 @@ def synth_world(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_bundle(tiny_run, tmp_path_factory):
+    """tiny_run exported through the real command (`omniembed.export.main`, fp32 + int8 + fp16 trunks); the export
+    itself checks ONNX Runtime against torch. About 30 s of CPU after tiny_run, once per session. Returns
+    omniembed.export_fresh.FreshBundle: os.PathLike (pass it where a bundle folder goes) with `.path`, `.model`,
+    `.tokenizers`, `.vocab` (the run's torch objects), `.max_tokens`, `.document_tokenizer()`, and `.run_dir`.
+    Read-only: other tests share it."""
+    import torch
+
+    from omniembed.export import main
+    from omniembed.export_fresh import exported_run
+
+    out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
+    threads = torch.get_num_threads()
+    try:
+        rc = main([str(tiny_run), "--out", str(out), "--int8", "--fp16", "--threads", "2"])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0, "omniembed export of tiny_run failed"
+    return exported_run(out, tiny_run)
+
+
+@pytest.fixture(scope="session")
 def tiny_run(synth_world, tmp_path_factory):
     """A training RUN_DIR built through the real entry point (`omniembed.train.main`) from configs/tiny.yaml on
     synth_world: tokenizers trained briefly into RUN_DIR/tokenizers, 12 joint steps, one evaluation. About a

@@ -1,0 +1,32 @@
+"""Captions of retrieved media from the trained model's own next-token head.
+
+The exported ONNX bundle the service runs holds only the embedding graph (trunk + Matryoshka head), not the
+next-token head, so captions come from the torch model of the training run (omniembed.embed.Embedder).
+This is the one part of the example that needs torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Captioner:
+    """Greedy captions from RUN_DIR's model, cached by file path (a file retrieved twice is captioned once)."""
+
+    def __init__(self, run_dir: str | Path, max_new_tokens: int = 24, threads: int = 2):
+        import torch
+
+        from omniembed.embed import Embedder
+        from omniembed.run import load_run
+
+        torch.set_num_threads(threads)
+        self.run_dir = Path(run_dir)
+        self.embedder = Embedder(load_run(run_dir))
+        self.max_new_tokens = max_new_tokens
+        self._cache: dict[Path, str] = {}
+
+    def __call__(self, path: Path) -> str:
+        path = Path(path).resolve()
+        if path not in self._cache:
+            self._cache[path] = self.embedder.caption(path, self.max_new_tokens).strip()
+        return self._cache[path]

@@ -64,6 +64,23 @@ SUITE: dict[str, Bench] = {
         args=("--out", "{out}/serve_latency.md"),
         quick=("--n", "20000", "--seconds", "1", "--concurrency", "1,4", "--out", "{out}/serve_latency.md"),
         optional={"bundle": ("--bundle", "{bundle}")}),
+    "train_small": Bench(
+        "bench.train_small", "the `small` training run's held-out recall and captions (report of RUN_DIR)",
+        args=("--report", "{run}", "--results", "{out}/train_small.md"),
+        quick=("--report", "{run}", "--results", "{out}/train_small.md")),
+    "fusion": Bench(
+        "bench.fusion", "early fusion vs late fusion at equal parameters, steps and training tokens",
+        args=("--out", "runs/fusion", "--results", "{out}"),
+        quick=("--out", str(QUICK_OUT / "fusion-work"), "--results", "{out}", "loop.steps=4")),
+    "embed_throughput": Bench(
+        "bench.embed_throughput", "embedding items/s: torch fp32/bf16 vs ONNX Runtime fp32/INT8, per modality",
+        args=("--out", "{out}/embed_throughput.md"),
+        quick=("--model", "tiny", "--n", "2", "--bf16-n", "1", "--reps", "1", "--out", "{out}/embed_throughput.md"),
+        optional={"run": ("{run}",)}),
+    "embed_int8_recall": Bench(
+        "bench.embed_int8_recall", "held-out recall@1 through ONNX Runtime, fp32 trunk vs INT8 trunk",
+        args=("{run}", "--out", "{out}/embed_int8_recall.md"), quick=("{run}", "--out", "{out}/embed_int8_recall.md"),
+        optional={"bundle": ("--bundle", "{bundle}")}),
 }
 
 
@@ -108,7 +125,8 @@ def print_list(suite: dict[str, Bench]) -> None:
     width = max(len(n) for n in suite)
     for name, b in suite.items():
         state = "" if available(b.module) else "  [module not present yet]"
-        print(f"{name:<{width}}  python -m {b.module} {' '.join(b.args)}{state}\n{'':<{width}}  {b.what}")
+        extra = "".join(f" [{' '.join(a)}]" for a in b.optional.values())
+        print(f"{name:<{width}}  python -m {b.module} {' '.join(b.args)}{extra}{state}\n{'':<{width}}  {b.what}")
 
 
 def run_one(name: str, module: str, argv: list[str], lock: str | None) -> tuple[int, float]:
@@ -147,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(suite)}")
     out = Path(args.out) if args.out else (QUICK_OUT if args.quick else RESULTS)
-    out.mkdir(parents=True, exist_ok=True)
     values = {"run": args.run and str(Path(args.run).resolve()),
               "bundle": args.bundle and str(Path(args.bundle).resolve()), "out": str(out.resolve())}
 
@@ -165,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 p.error(f"{name} needs {missing.args[0]}")
             skipped.append(f"{name} (needs {missing.args[0]})")
             continue
+        out.mkdir(parents=True, exist_ok=True)
         rc, seconds = run_one(name, bench.module, bench_argv, args.lock)
         (done if rc == 0 else failures).append(f"{name} ({seconds:.0f} s{'' if rc == 0 else f', exit {rc}'})")
 

@@ -56,7 +56,7 @@ def resolve_data(cfg: runconfig.RunConfig, run_dir: Path) -> tuple[Path, Path | 
         from omniembed.data.synth import generate
 
         world = run_dir / "world"
-        if not (world / "world.json").is_file():
+        if not _seen_by_all((world / "world.json").is_file()):
             log.info("no data.manifest: generating a synthetic world of %d items in %s", data.synth_n, world)
             if D.rank() == 0:
                 generate(world, data.synth_n, data.synth_seed, video_format=data.synth_video)
@@ -74,7 +74,7 @@ def resolve_data(cfg: runconfig.RunConfig, run_dir: Path) -> tuple[Path, Path | 
 
 def prepare_tokenizers(cfg: runconfig.RunConfig, run_dir: Path, manifest: Path) -> Path:
     out = run_dir / TOKENIZER_DIR
-    if (out / "tokenizers.yaml").is_file():
+    if _seen_by_all((out / "tokenizers.yaml").is_file()):
         return out
     if D.rank() == 0:
         if cfg.tokenizers:
@@ -118,7 +118,7 @@ def fingerprint(manifest: Path, heldout: Path | None, tok_dir: Path, cfg: runcon
 def prepare_corpus(manifest: Path, heldout: Path | None, tok_dir: Path, doc_tok, video_fps: float,
                    sample_rate: int, cache_dir: Path, key: str) -> Corpus:
     stamp = cache_dir / "corpus.key"
-    if not (stamp.is_file() and stamp.read_text() == key and (cache_dir / "corpus.json").is_file()):
+    if not _seen_by_all(stamp.is_file() and stamp.read_text() == key and (cache_dir / "corpus.json").is_file()):
         if D.rank() == 0:
             from omniembed.data.manifest import load_manifest
 
@@ -135,6 +135,13 @@ def prepare_corpus(manifest: Path, heldout: Path | None, tok_dir: Path, doc_tok,
                      len(corpus.split("heldout")), len(corpus.documents), time.perf_counter() - t0)
         _barrier()
     return Corpus.load(cache_dir)
+
+
+def _seen_by_all(ready: bool) -> bool:
+    """Whether a stage's output exists, looked at by every rank BEFORE rank 0 may write it: without this
+    barrier a late rank sees rank 0's fresh output, skips the stage and never joins the stage's barrier."""
+    _barrier()
+    return ready
 
 
 def _barrier() -> None:

@@ -2,9 +2,10 @@
 
     python -m bench.embed_int8_recall RUN_DIR [--bundle B] [--out bench/results/embed_int8_recall.md]
 
-Uses the run's own tokenized held-out split (RUN_DIR/corpus.*, the ids its evaluation embeds) so the only
-difference between the columns is the trunk graph. Every query->gallery modality pair at every Matryoshka
-dim; the goal is an INT8 loss of at most 1 point of recall@1. Without --bundle the run is exported first.
+Uses the run's own tokenized held-out split (RUN_DIR/corpus.* or its data.corpus_cache: the ids its
+evaluation embeds), so the only difference between the columns is the trunk graph. Every query->gallery
+modality pair at every Matryoshka dim; the goal is an INT8 loss of at most 1 point of recall@1. Without
+--bundle the run is exported first.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run_dir)
     bundle = Path(args.bundle) if args.bundle else export(run_dir, args.threads)
     config = yaml.safe_load((run_dir / "train.yaml").read_text()) or {}
-    max_tokens = int((config.get("data") or {}).get("max_view_tokens", 256))
-    corpus = Corpus.load(run_dir)
+    data = config.get("data") or {}
+    max_tokens = int(data.get("max_view_tokens", 256))
+    corpus = Corpus.load(Path(data.get("corpus_cache") or run_dir))  # where omniembed.train cached it
     held = corpus.split("heldout")
     if not held:
         print(f"{run_dir}: no held-out items in the corpus", file=sys.stderr)

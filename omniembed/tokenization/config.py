@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - depends on the media module's progress
     _SAMPLE_RATE = 16000
 
 RESIZE_POLICIES = ("pad", "crop", "stretch")
+IMAGE_ARCHS = ("conv", "patch")
 
 
 @dataclass
@@ -31,8 +32,14 @@ class TokenizerConfig:
     image_grid: int = 8  # codes per side: image_grid**2 tokens per image
     image_resize: str = "pad"  # how a non-square image becomes square: pad | crop | stretch
     image_codebook: int = 512
-    image_code_dim: int = 64
-    image_widths: list[int] = field(default_factory=lambda: [32, 64, 128])  # one per stride-2 stage
+    # "conv": strided conv encoder/decoder (image_widths, image_code_dim). "patch": codes are pixel patches
+    # of (image_size / image_grid)^2 x 3 values refined by residual conv blocks (image_hidden, image_blocks)
+    # that start as the identity, so training starts from k-means over patches (see image.py).
+    image_arch: str = "conv"
+    image_code_dim: int = 64  # conv only; a patch code has 3 * (image_size / image_grid)^2 values
+    image_widths: list[int] = field(default_factory=lambda: [32, 64, 128])  # conv only: one per stride-2 stage
+    image_hidden: int = 128  # patch only: width of the residual blocks at grid resolution
+    image_blocks: int = 2  # patch only: residual blocks in the encoder and in the decoder
     # --- audio: log-mel front-end --------------------------------------------------------------------------
     sample_rate: int = _SAMPLE_RATE
     n_fft: int = 400
@@ -53,6 +60,8 @@ class TokenizerConfig:
     vq_decay: float = 0.99  # EMA decay of the codebook statistics
     vq_dead_after: int = 50  # a code unused for this many training steps is restarted
     vq_cosine: bool = True  # l2-normalised codes and encoder outputs (lookup by angle)
+    vq_warmup: float = 0.2  # share of training steps run unquantised, then k-means starts the codebook
+    #                         (audio and the conv image arch; the patch image arch needs none)
     # --- training ----------------------------------------------------------------------------------------
     image_steps: int = 2000
     image_batch: int = 32
@@ -82,6 +91,16 @@ class TokenizerConfig:
         return int(round(math.log2(self.image_size / self.image_grid)))
 
     @property
+    def image_patch(self) -> int:
+        """Pixels per side covered by one image token."""
+        return self.image_size // self.image_grid
+
+    @property
+    def image_code_size(self) -> int:
+        """Length of an image code vector."""
+        return self.image_code_dim if self.image_arch == "conv" else 3 * self.image_patch ** 2
+
+    @property
     def audio_tokens_per_second(self) -> float:
         return self.sample_rate / (self.hop * self.mel_patch_frames)
 
@@ -93,7 +112,9 @@ class TokenizerConfig:
             raise ConfigError(
                 f"image_size={self.image_size}, image_grid={self.image_grid}: image_size / image_grid must be a power of 2"
             )
-        if len(self.image_widths) != self.image_stages:
+        if self.image_arch not in IMAGE_ARCHS:
+            raise ConfigError(f"image_arch={self.image_arch!r}: must be one of {', '.join(IMAGE_ARCHS)}")
+        if self.image_arch == "conv" and len(self.image_widths) != self.image_stages:
             raise ConfigError(
                 f"image_widths={self.image_widths}: needs {self.image_stages} entries, one per stride-2 stage "
                 f"from {self.image_size} down to {self.image_grid}"
@@ -103,13 +124,17 @@ class TokenizerConfig:
         if self.n_fft < 2 or self.hop < 1 or self.hop > self.n_fft:
             raise ConfigError(f"n_fft={self.n_fft}, hop={self.hop}: need 1 <= hop <= n_fft")
         for name in ("image_codebook", "audio_codebook", "n_mels", "mel_patch_frames", "text_vocab_size",
-                     "image_code_dim", "audio_code_dim", "audio_width", "vq_dead_after", "image_batch", "audio_batch"):
+                     "image_code_dim", "image_hidden", "audio_code_dim", "audio_width", "vq_dead_after", "image_batch", "audio_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
         if not 0 < self.vq_decay < 1:
             raise ConfigError(f"vq_decay={self.vq_decay}: must be in (0, 1)")
         if self.video_fps <= 0 or self.audio_clip_seconds <= 0:
             raise ConfigError("video_fps and audio_clip_seconds must be > 0")
+        if self.image_blocks < 0:
+            raise ConfigError(f"image_blocks={self.image_blocks}: must be >= 0")
+        if not 0 <= self.vq_warmup < 1:
+            raise ConfigError(f"vq_warmup={self.vq_warmup}: must be in [0, 1)")
         if not 0 < self.eval_fraction < 1:
             raise ConfigError(f"eval_fraction={self.eval_fraction}: must be in (0, 1)")
 

@@ -1,8 +1,17 @@
 """`ImageTokenizer`: a VQ-VAE that turns an RGB image into image_grid**2 discrete codes and back.
 
-Pixels -> preprocess (resize policy to image_size square, [0, 1]) -> conv encoder (one stride-2 stage per
-halving from image_size to image_grid) -> VectorQuantizer per grid cell -> conv decoder -> sigmoid pixels.
-Codes are read row-major over the grid: code i covers cell (i // grid, i % grid).
+Pixels -> preprocess (resize policy to image_size square, [0, 1]) -> encoder -> VectorQuantizer per grid
+cell -> decoder -> pixels in [0, 1]. Codes are read row-major over the grid: code i covers cell
+(i // grid, i % grid). Two architectures (config.image_arch):
+
+- "patch" (configs/tokenizers/*.yaml): a cell's p x p x 3 pixels are its vector (pixel unshuffle), refined by
+  residual conv blocks at grid resolution that see neighbouring cells; the decoder mirrors it and pixel-
+  shuffles back. Both start as the identity, so the codebook's k-means start over raw patches is already a
+  good tokenizer (held-out MSE ~0.17 of the mean-image baseline at step 0 on the synthetic world), and
+  training only improves on it. Code vectors are image patches, so `quantizer.codebook` can be looked at.
+- "conv": strided conv encoder (one stride-2 stage per halving from image_size to image_grid) and a
+  transposed-conv decoder with a sigmoid. Kept for tokenizer directories written with it; on a few CPU
+  minutes it learns far slower (its held-out MSE stayed above half of the baseline after 300 steps).
 """
 
 from __future__ import annotations
@@ -48,6 +57,36 @@ def build_decoder(widths: Sequence[int], code_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class PatchRefiner(nn.Module):
+    """Residual blocks at grid resolution over patch vectors (B, 3 p^2, g, g). The last conv of each block
+    starts at zero, so the module starts as the identity."""
+
+    def __init__(self, channels: int, hidden: int, blocks: int):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        for _ in range(blocks):
+            out = nn.Conv2d(hidden, channels, 1)
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+            self.blocks.append(nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.GELU(),
+                                             nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(), out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = x + block(x)
+        return x
+
+
+def build_patch_encoder(patch: int, hidden: int, blocks: int) -> nn.Sequential:
+    # (B, 3, S, S) -> (B, 3 p^2, g, g): each grid cell's pixels as one vector, then context-aware refinement.
+    return nn.Sequential(nn.PixelUnshuffle(patch), PatchRefiner(3 * patch * patch, hidden, blocks))
+
+
+def build_patch_decoder(patch: int, hidden: int, blocks: int) -> nn.Sequential:
+    # (B, 3 p^2, g, g) -> (B, 3, S, S); no squashing, so at initialisation a code decodes to its own patch.
+    return nn.Sequential(PatchRefiner(3 * patch * patch, hidden, blocks), nn.PixelShuffle(patch))
+
+
 def to_square(img: Image.Image, size: int, policy: str) -> Image.Image:
     """Resize policy: "stretch" ignores aspect; "crop" keeps the centre square; "pad" letterboxes on black."""
     w, h = img.size
@@ -68,11 +107,15 @@ class ImageTokenizer(nn.Module):
         super().__init__()
         self.config = config
         self.grid = config.image_grid
-        self.encoder = build_encoder(config.image_widths, config.image_code_dim)
-        self.quantizer = VectorQuantizer(config.image_codebook, config.image_code_dim, beta=config.vq_beta,
+        if config.image_arch == "patch":
+            self.encoder = build_patch_encoder(config.image_patch, config.image_hidden, config.image_blocks)
+            self.decoder = build_patch_decoder(config.image_patch, config.image_hidden, config.image_blocks)
+        else:
+            self.encoder = build_encoder(config.image_widths, config.image_code_dim)
+            self.decoder = build_decoder(config.image_widths, config.image_code_dim)
+        self.quantizer = VectorQuantizer(config.image_codebook, config.image_code_size, beta=config.vq_beta,
                                          decay=config.vq_decay, dead_after=config.vq_dead_after,
                                          cosine=config.vq_cosine)
-        self.decoder = build_decoder(config.image_widths, config.image_code_dim)
 
     @property
     def codebook_size(self) -> int:
@@ -118,7 +161,7 @@ class ImageTokenizer(nn.Module):
             raise ValueError(f"image codes: expected (B >= 1, {self.tokens_per_image}), got {tuple(codes.shape)}")
         check_code_range(codes, self.codebook_size, "image codes")
         z_q = self.quantizer.embed(codes).reshape(codes.shape[0], self.grid, self.grid, -1)  # (B, g, g, D)
-        return self.decoder(z_q.permute(0, 3, 1, 2))
+        return self.decoder(z_q.permute(0, 3, 1, 2)).clamp(0.0, 1.0)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

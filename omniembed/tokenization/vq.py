@@ -54,6 +54,24 @@ def check_code_range(codes: torch.Tensor, num_codes: int, what: str) -> None:
         raise ValueError(f"{what}: values must lie in [0, {num_codes}), got [{int(codes.min())}, {int(codes.max())}]")
 
 
+def kmeans_pp_seeds(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """k rows of x (N, D) chosen by k-means++: each next seed with probability proportional to its squared
+    distance from the seeds so far. With fewer than k distinct rows, the remaining seeds repeat rows."""
+    n = x.shape[0]
+    first = int(torch.randint(0, n, (1,), generator=generator))
+    seeds = [first]
+    d2 = squared_distances(x, x[first:first + 1]).squeeze(1).clamp_min(0)  # (N,)
+    for _ in range(k - 1):
+        total = float(d2.sum())
+        if total <= 0:
+            idx = int(torch.randint(0, n, (1,), generator=generator))
+        else:
+            idx = int(torch.multinomial(d2 / total, 1, generator=generator))
+        seeds.append(idx)
+        d2 = torch.minimum(d2, squared_distances(x, x[idx:idx + 1]).squeeze(1).clamp_min(0))
+    return x[torch.tensor(seeds)].clone()
+
+
 class VectorQuantizer(nn.Module):
     """forward(z (..., D)) -> (z_q (..., D) with straight-through gradient, codes (...), commitment loss)."""
 
@@ -70,6 +88,7 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("steps_unused", torch.zeros(num_codes, dtype=torch.long), persistent=False)
         self.register_buffer("usage_counts", torch.zeros(num_codes, dtype=torch.float64), persistent=False)
         self.restarts = 0  # codes restarted since construction
+        self.bypass = False  # warm-up: pass (projected) encoder outputs through unquantised
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
         """With `cosine`, vectors live on the unit sphere: lookup by angle, which keeps codes from drifting
@@ -88,6 +107,8 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor):
         z = self.project(z.float())
+        if self.bypass and self.training:
+            return z, self.lookup(z), z.new_zeros(())
         codes = self.lookup(z)
         if self.training:
             self._update(z.detach().reshape(-1, self.dim), codes.reshape(-1))
@@ -122,6 +143,24 @@ class VectorQuantizer(nn.Module):
         self.codebook.copy_(vectors)
         self.ema_sum.copy_(vectors)
         self.ema_count.fill_(1.0)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def init_kmeans(self, flat: torch.Tensor, iters: int = 10) -> None:
+        """Set the codebook to k-means centroids of `flat` (N, D) (spherical k-means when `cosine`), seeded
+        with k-means++ so that rare vectors (a small coloured shape among background) still get codes."""
+        flat = self.project(flat.float())
+        centroids = self.project(kmeans_pp_seeds(flat, self.num_codes))
+        for _ in range(iters):
+            codes = squared_distances(flat, centroids).argmin(dim=1)
+            counts = torch.bincount(codes, minlength=self.num_codes)
+            sums = torch.zeros_like(centroids).index_add_(0, codes, flat)
+            empty = counts == 0
+            centroids = torch.where(empty[:, None], centroids, self.project(sums / counts.clamp_min(1)[:, None]))
+        self.codebook.copy_(centroids)
+        self.ema_sum.copy_(centroids)
+        self.ema_count.fill_(1.0)
+        self.steps_unused.zero_()
         self.initialized.fill_(True)
 
     def _restart(self, dead: torch.Tensor, flat: torch.Tensor) -> None:

@@ -1,0 +1,78 @@
+"""The tokenizer training stage end to end: `omniembed tokenizers` on the synthetic world with tiny.yaml."""
+
+import numpy as np
+import pytest
+import torch
+
+from omniembed.tokenization.store import AUDIO_FILE, CONFIG_FILE, IMAGE_FILE, REPORT_FILE, TEXT_FILE
+from omniembed.tokenization.train import LOG_FILE, lr_at, main, split_indices
+
+torch.set_num_threads(1)
+
+
+def test_cli_stage_writes_a_complete_tokenizer_directory_and_report(tiny_tokenizer_run):
+    code, out, report = tiny_tokenizer_run
+    assert code == 0
+    for name in (TEXT_FILE, IMAGE_FILE, AUDIO_FILE, CONFIG_FILE, REPORT_FILE, LOG_FILE):
+        assert (out / name).is_file(), name
+    assert report["data"]["images"] > 0 and report["data"]["video_frames"] > 0
+    assert report["data"]["sounds"] > 0 and report["data"]["video_tracks"] > 0
+    assert report["data"]["skipped"] == []
+    assert report["timings"]["image_s"] > 0 and report["timings"]["audio_s"] > 0
+    assert report["text"]["vocab_size"] == report["config"]["text_vocab_size"]
+    log = (out / LOG_FILE).read_text()
+    assert "image step" in log and "audio step" in log and "perplexity" in log  # periodic progress lines
+
+
+def test_image_tokenizer_reconstructs_held_out_images_far_better_than_the_mean_image(tiny_tokenizer_run):
+    image = tiny_tokenizer_run[2]["image"]
+    assert image["eval_images"] > 0
+    assert image["ratio"] == pytest.approx(image["recon_mse"] / image["baseline_mse"])
+    assert image["ratio"] < 0.5, image
+
+
+def test_audio_tokenizer_reconstructs_held_out_mels_far_better_than_the_mean_mel(tiny_tokenizer_run):
+    audio = tiny_tokenizer_run[2]["audio"]
+    assert audio["eval_clips"] > 0
+    assert audio["ratio"] == pytest.approx(audio["recon_mse_db2"] / audio["baseline_mse_db2"])
+    assert audio["ratio"] < 0.5, audio
+
+
+@pytest.mark.parametrize("kind", ["image", "audio"])
+def test_training_reports_codebook_usage_and_restarts_dead_codes(tiny_tokenizer_run, kind):
+    report = tiny_tokenizer_run[2]
+    r, codebook = report[kind], report["config"][f"{kind}_codebook"]
+    assert r["usage"]["num_codes"] == codebook
+    assert r["usage"]["codes_used"] >= codebook // 4, r["usage"]  # no collapse onto a handful of codes
+    assert r["usage"]["perplexity"] > 8
+    assert r["restarts"] > 0  # dead-code restart fired during training
+    history = r["training"]["history"]
+    assert history and history[-1]["step"] == report["config"][f"{kind}_steps"]
+    assert history[-1]["mse"] < history[0]["mse"]  # the loss went down between the first and last log line
+
+
+def test_cli_rejects_an_unknown_config_key_with_exit_code_2(synth_world, tmp_path, capsys):
+    code = main(["--manifest", str(synth_world.manifest_path), "--out", str(tmp_path / "t"), "no_such_key=1"])
+    assert code == 2
+    assert "no_such_key" in (tmp_path / "t" / LOG_FILE).read_text()
+
+
+def test_cli_rejects_a_missing_manifest_with_exit_code_2(tmp_path):
+    code = main(["--manifest", str(tmp_path / "absent.jsonl"), "--out", str(tmp_path / "t")])
+    assert code == 2
+    assert "absent.jsonl" in (tmp_path / "t" / LOG_FILE).read_text()
+
+
+def test_split_keeps_held_out_examples_apart_and_is_deterministic():
+    train, held = split_indices(50, 0.2, seed=3)
+    assert len(held) == 10 and len(train) == 40
+    assert not set(train) & set(held)
+    assert np.array_equal(split_indices(50, 0.2, seed=3)[1], held)
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    rates = [lr_at(s, 100, 1.0) for s in range(100)]
+    assert rates[0] < rates[4] == pytest.approx(1.0)
+    assert rates[-1] == pytest.approx(0.1, abs=0.01)
+    assert all(a >= b for a, b in zip(rates[5:], rates[6:]))
+

@@ -13,20 +13,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "examples" / "rag"))  # the example's modules sit beside app.py
 
 
 @pytest.fixture(scope="session")
 def rag_folder(synth_world, tmp_path_factory):
     """The held-out items of synth_world as a user's folder: notes/<id>.txt (two captions as paragraphs),
     media/<id>.{png,wav,mp4}, plus a file the app must skip (data.json) and a WAV misnamed as .png."""
-    root = tmp_path_factory.mktemp("rag_folder")
-    (root / "notes").mkdir()
-    (root / "media").mkdir()
+    from make_folder import make_folder
+
+    root = make_folder(synth_world.root, tmp_path_factory.mktemp("rag_folder"))
     items = [r for r in synth_world.heldout if r.kind == "item"]
-    for it in items:
-        for media in it.media.values():
-            shutil.copy(media.source, root / "media" / Path(media.source).name)
-        (root / "notes" / f"{it.id}.txt").write_text(f"{it.texts[0]}.\n\n{it.texts[1]}.\n")
     (root / "data.json").write_text("{}")
     shutil.copy(items[0].media["audio"].source, root / "media" / "misnamed.png")
     return root

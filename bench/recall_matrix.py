@@ -140,8 +140,8 @@ def matrix_from_embeddings(full: dict[str, np.ndarray], views: dict[str, Views],
     from omniembed.evaluate import recall_at_k
 
     out: dict = {"counts": {m: len(v.inputs) for m, v in views.items()}, "dims": {}, "chance": {}, "queries": {}}
-    pairs = [(q, t) for q in full for t in full if q != t and answerable_rows(views[q].keys, views[t].keys)]
-    answerable = {(q, t): answerable_rows(views[q].keys, views[t].keys) for q, t in pairs}
+    answerable = {(q, t): answerable_rows(views[q].keys, views[t].keys) for q in full for t in full if q != t}
+    pairs = [pair for pair, rows in answerable.items() if rows]
     for d in dims:
         prefix = {m: e[:, :d] / np.maximum(np.linalg.norm(e[:, :d], axis=1, keepdims=True), 1e-12)
                   for m, e in full.items()}
@@ -178,7 +178,7 @@ def compute(run_dir: str | Path, manifest: str | Path | None = None, max_items: 
         full[m] = embedder.embed(v.inputs)  # (N, max dim)
     result = matrix_from_embeddings(full, views, embedder.dims)
     result.update(run=str(run_dir), step=run.step, model=run.config.get("model", {}).get("size", "?"),
-                  items=len({i for v in views.values() for i in v.ids if not i.startswith("doc")}))
+                  items=len({i for m, v in views.items() if m != "interleaved" for i in v.ids}))
     return result
 
 

@@ -71,3 +71,25 @@ def test_decode_rejects_codes_of_the_wrong_length_or_outside_the_codebook():
         tok.decode(torch.zeros(1, 15, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\[0, 32\)"):
         tok.decode(torch.full((1, 16), 32, dtype=torch.long))
+
+
+def test_patch_arch_starts_as_the_identity_so_a_code_decodes_to_its_own_patch():
+    cfg = TokenizerConfig(image_size=16, image_grid=4, image_arch="patch", image_codebook=8, image_hidden=8,
+                          vq_cosine=False)
+    tok = ImageTokenizer(cfg).eval()
+    assert tok.quantizer.dim == 3 * 4 * 4  # a code is a 4x4 RGB patch
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        latent = tok.encode_latent(x)  # (B, g, g, 48)
+        assert torch.allclose(latent[0, 1, 2].reshape(3, 4, 4), x[0, :, 4:8, 8:12])
+        codes = torch.arange(16).remainder(8)[None]  # every code somewhere on the grid
+        out = tok.decode(codes)[0]
+    patch = tok.quantizer.codebook[5].reshape(3, 4, 4).clamp(0, 1)
+    assert torch.allclose(out[:, 4:8, 4:8], patch)  # cell 5 = row 1, column 1
+
+
+def test_unknown_image_arch_is_a_config_error():
+    from omniembed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="image_arch='vit'"):
+        TokenizerConfig(image_arch="vit")

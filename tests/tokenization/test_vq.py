@@ -84,3 +84,27 @@ def test_code_usage_reports_fraction_and_perplexity():
     assert math.isclose(uniform["perplexity"], 8.0, rel_tol=1e-9)
     single = code_usage(torch.zeros(50, dtype=torch.long), 16)
     assert single["codes_used"] == 1 and math.isclose(single["perplexity"], 1.0)
+
+
+def test_kmeans_start_gives_rare_clusters_their_own_codes():
+    """k-means++ seeding: a cluster holding 1% of the vectors (a small shape among background) gets a code."""
+    torch.manual_seed(0)
+    common = _clustered_data(n_clusters=4, dim=6, per_cluster=990, seed=3)
+    rare = 10.0 + 0.05 * torch.randn(40, 6)  # far from every common cluster
+    vq = VectorQuantizer(8, 6)
+    vq.init_kmeans(torch.cat([common, rare]))
+    assert bool(vq.initialized)
+    rare_codes = vq.lookup(rare).unique()
+    assert len(rare_codes) >= 1 and not set(rare_codes.tolist()) & set(vq.lookup(common).unique().tolist())
+    assert torch.allclose(vq.embed(rare_codes).mean(0), rare.mean(0), atol=0.2)
+
+
+def test_bypass_passes_vectors_through_unquantised_only_while_training():
+    vq = VectorQuantizer(4, 3)
+    vq.init_kmeans(torch.randn(64, 3))
+    vq.bypass = True
+    z = torch.randn(5, 3)
+    z_out, _, commitment = vq.train()(z)
+    assert torch.equal(z_out, z) and float(commitment) == 0.0
+    z_eval, codes, _ = vq.eval()(z)
+    assert torch.allclose(z_eval, vq.codebook[codes], atol=1e-6)  # inference always quantises

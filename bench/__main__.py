@@ -129,6 +129,13 @@ def print_list(suite: dict[str, Bench]) -> None:
         print(f"{name:<{width}}  python -m {b.module} {' '.join(b.args)}{extra}{state}\n{'':<{width}}  {b.what}")
 
 
+def _shown(path: Path) -> str:
+    """A path inside the repository as repo-relative (the scripts run from the repo root), so the command a
+    results file records reproduces on another checkout; others stay absolute."""
+    full = path.resolve()
+    return str(full.relative_to(BENCH_DIR.parent)) if full.is_relative_to(BENCH_DIR.parent) else str(full)
+
+
 def run_one(name: str, module: str, argv: list[str], lock: str | None) -> tuple[int, float]:
     cmd = [sys.executable, "-m", module, *argv]
     print(f"== {name}: {' '.join(['python', '-m', module, *argv])}", flush=True)
@@ -166,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(suite)}")
     out = Path(args.out) if args.out else (QUICK_OUT if args.quick else RESULTS)
     values = {"run": args.run and str(Path(args.run).resolve()),
-              "bundle": args.bundle and str(Path(args.bundle).resolve()), "out": str(out.resolve())}
+              "bundle": args.bundle and str(Path(args.bundle).resolve()), "out": _shown(out)}
 
     chosen = args.names or list(suite)
     failures, skipped, done = [], [], []

@@ -182,7 +182,8 @@ def write_report(out: Path, rows, lengths, cfg, source, peak32, peak16, native_b
         "| modality | " + " | ".join(ENGINES) + " |", "|---|" + "---|" * len(ENGINES)]
     for m in MODALITIES:
         base = rows[m, "torch fp32"][0]
-        lines.append(f"| {m} | " + " | ".join(f"{rows[m, e][0]:.1f} ({rows[m, e][0] / base:.2f}x)" for e in ENGINES) + " |")
+        cells = [f"{rows[m, e][0]:.1f} ({rows[m, e][0] / base:.2f}x)" for e in ENGINES]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "## Trunk + embedding head only (same ids): items/s, ratio to torch fp32, and share of the fp32 "
               "matmul peak", "", "| modality | " + " | ".join(ENGINES) + " |", "|---|" + "---|" * len(ENGINES)]
     for m in MODALITIES:

@@ -42,7 +42,8 @@ def to_segments(item: Any, *, sample_rate: int, video_fps: float, index: int = 0
         raise DocumentError(f"input {index} is an empty list: an interleaved document needs at least one segment")
     out = []
     for j, part in enumerate(parts):
-        where = f"input {index}" if len(parts) == 1 and not isinstance(item, (list, tuple)) else f"input {index} part {j}"
+        single = len(parts) == 1 and not isinstance(item, (list, tuple))
+        where = f"input {index}" if single else f"input {index} part {j}"
         if isinstance(part, (list, tuple)):
             raise DocumentError(f"{where} is a nested list; an interleaved document is one flat list of segments")
         out.append(_segment(part, sample_rate, video_fps, where))

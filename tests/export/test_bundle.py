@@ -19,7 +19,8 @@ def graph_ops(path):
 
 
 def input_types(path):
-    return {i.name: onnx.TensorProto.DataType.Name(i.type.tensor_type.elem_type) for i in onnx.load(str(path)).graph.input}
+    graph = onnx.load(str(path)).graph
+    return {i.name: onnx.TensorProto.DataType.Name(i.type.tensor_type.elem_type) for i in graph.input}
 
 
 def test_manifest_lists_every_file_with_its_sha256_versions_opset_and_dims(tiny_bundle):

@@ -24,7 +24,8 @@ def test_a_long_body_is_cut_at_its_end_to_exactly_max_tokens_keeping_eos_and_emb
     full = doc.encode_for_embedding([TextSegment("a red circle moves left " * 20)])
     cut = doc.encode_for_embedding([TextSegment("a red circle moves left " * 20)], max_tokens=10)
     assert len(cut) == 10 and cut[:8] == full[:8] and cut[8:] == full[-2:]
-    assert doc.encode_for_embedding([TextSegment("red")], max_tokens=10) == doc.encode_for_embedding([TextSegment("red")])
+    short = [TextSegment("red")]
+    assert doc.encode_for_embedding(short, max_tokens=10) == doc.encode_for_embedding(short)
 
 
 def test_max_tokens_below_four_is_refused(doc):

@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             builds[kind] = _fill(ix, x)
             _log(f"{kind}: built in {builds[kind]:.0f}s")
             if kind == "flat":
+                exact_row = len(rows)
                 rows.append(("flat (exact)", "-", *_measure(ix, q, truth, args.repeats)))
                 _log(f"flat exact: {rows[-1][3]:.1f} q/s")
                 for prefix in map(int, args.prefixes.split(",")):
@@ -109,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                         r, qps = _measure(ix, q, truth, args.repeats, adaptive=ad)
                         rows.append(("adaptive", f"prefix={prefix} shortlist={shortlist}", r, qps))
                         _log(f"adaptive p={prefix} s={shortlist}: recall {r:.4f} {qps:.1f} q/s")
+                # Timings drift with the shared machine's load: time exact again after the sweep and keep
+                # its best, so the adaptive speed-up is not flattered by one slow exact measurement.
+                r, qps = _measure(ix, q, truth, args.repeats)
+                rows[exact_row] = ("flat (exact)", "-", r, max(qps, rows[exact_row][3]))
+                _log(f"flat exact again: {qps:.1f} q/s")
             elif kind == "hnsw":
                 for ef in map(int, args.efs.split(",")):
                     r, qps = _measure(ix, q, truth, args.repeats, ef_search=ef)

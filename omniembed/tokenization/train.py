@@ -42,6 +42,12 @@ log = logging.getLogger("omniembed.tokenizers")
 LOG_FILE = "train.log"
 
 
+def _cpu_has_native_bf16() -> bool:
+    from omniembed.trainer import cpu_has_native_bf16  # the trunk's probe; imported late, it pulls in the model
+
+    return cpu_has_native_bf16()
+
+
 # --- corpus --------------------------------------------------------------------------------------------------
 @dataclass
 class Corpus:
@@ -306,6 +312,9 @@ def train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfig
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
+    if cfg.autocast_bf16 and not _cpu_has_native_bf16():
+        log.warning("autocast_bf16=true on a CPU without AVX512-BF16/AMX: bf16 convolutions are emulated and "
+                    "slower than fp32 here; set autocast_bf16=false")
     records = load_manifest(manifest)
     corpus = collect_corpus(records, cfg)
     timings["decode_s"] = time.perf_counter() - t0

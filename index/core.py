@@ -104,7 +104,7 @@ class Index:
         """A new empty index in directory `path` (created; must be absent or empty).
 
         kind: flat | hnsw (M, ef_construction, ef_search) | ivfpq (nlist, pq_m, nbits, nprobe, refine,
-        train_size). metric: only "ip" (inner product on L2-normalised vectors, i.e. cosine).
+        train_size, rotate). Defaults in ann.DEFAULTS. metric: only "ip" (inner product on L2-normalised vectors, i.e. cosine).
         adaptive: make Matryoshka adaptive search the default (True, or Adaptive/dict(prefix, shortlist)).
         snapshot_bytes: a write that grows the log past this takes a snapshot (0 = only explicit ones).
         """

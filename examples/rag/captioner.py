@@ -7,7 +7,20 @@ This is the one part of the example that needs torch.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+
+def tidy(caption: str) -> str:
+    """Greedy decoding of a small model loops ("big big big", ",,,,"): keep one of each run of a repeated
+    word or punctuation mark, so the prompt carries what the model said once, not 24 times. A caption with
+    no letters left is empty."""
+    words: list[str] = []
+    for w in re.sub(r"([^\w\s])\1+", r"\1", caption).split():
+        if not words or w.lower() != words[-1].lower():
+            words.append(w)
+    text = " ".join(words)
+    return text if re.search(r"[^\W\d_]", text) else ""
 
 
 class Captioner:
@@ -28,5 +41,5 @@ class Captioner:
     def __call__(self, path: Path) -> str:
         path = Path(path).resolve()
         if path not in self._cache:
-            self._cache[path] = self.embedder.caption(path, self.max_new_tokens).strip()
+            self._cache[path] = tidy(self.embedder.caption(path, self.max_new_tokens))
         return self._cache[path]

@@ -95,6 +95,8 @@ def _describe(p: Passage) -> str:
         return f"{head}:\n    {p.text}"
     if p.text is None:
         return f"{head}: no caption"
+    if p.captioned and not p.text:
+        return f"{head}: the model's caption had no words"
     return f"{head}, described by the model as: \"{p.text}\"" if p.captioned else f"{head}: {p.text}"
 
 

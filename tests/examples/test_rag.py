@@ -44,12 +44,22 @@ def test_scan_reads_modality_from_bytes_and_says_why_files_are_skipped(rag_folde
 def test_prompt_numbers_passages_and_marks_generated_captions():
     ctx = RagContext("what is red?", [Passage(1, "a.txt#0", "text", 0.9, "a.txt", "a red thing"),
                                       Passage(2, "b.png", "image", 0.8, "b.png", "a red circle", captioned=True),
-                                      Passage(3, "c.wav", "audio", 0.7, "c.wav", None)])
+                                      Passage(3, "c.wav", "audio", 0.7, "c.wav", None),
+                                      Passage(4, "d.mp4", "video", 0.6, "d.mp4", "", captioned=True)])
     prompt = assemble_prompt(ctx)
     assert "[1] text passage from a.txt (similarity 0.900):\n    a red thing" in prompt
     assert '[2] image from b.png (similarity 0.800), described by the model as: "a red circle"' in prompt
     assert "[3] sound from c.wav (similarity 0.700): no caption" in prompt
+    assert "[4] video from d.mp4 (similarity 0.600): the model's caption had no words" in prompt
     assert prompt.rstrip().endswith("Question: what is red?\nAnswer:")
+
+
+def test_tidy_keeps_one_of_each_run_of_a_repeated_word_and_drops_wordless_captions():
+    from captioner import tidy
+
+    assert tidy("big big big Big") == "big"
+    assert tidy("a red red circle ,,,, moving") == "a red circle , moving"
+    assert tidy(",,,,,,,,") == "" and tidy("") == ""
 
 
 def test_app_indexes_the_folder_and_retrieves_every_modality_through_the_server(tiny_bundle, rag_folder, serve):
@@ -100,7 +110,9 @@ def test_ask_captions_retrieved_media_with_the_trained_runs_next_token_head(tiny
     assert "Question: a big red circle" in out
     assert "media captions: the embedding model's own next-token head" in out
     for kind in ("image", "sound", "video"):
-        assert f"] {kind} from media/" in out and "described by the model as:" in out
+        line = next(x for x in out.splitlines() if f"] {kind} from media/" in x)
+        # a 12-step model may say nothing worth keeping; either way the line says the caption is the model's
+        assert "described by the model as:" in line or "the model's caption had no words" in line
     data = json.loads(run_app("--server", target, "ask", "a big red circle", "--run", str(tiny_run),
                               "--per-modality", "1", "--json"))
     media = [p for p in data["passages"] if p["modality"] != "text"]

@@ -56,12 +56,14 @@ class Corpus:
         s = self.specials
         return np.concatenate([[s["bos"]], body, [s["eos"], s["embed"]]]).astype(np.int64)
 
-    def caption_sequence(self, item: CorpusItem, view: str, caption: int, max_tokens: int) -> np.ndarray:
-        """<bos> media block, then a caption, <eos>: teaches the next-token head to caption media."""
+    def caption_sequence(self, item: CorpusItem, view: str, caption: int, max_tokens: int) -> tuple[np.ndarray, int]:
+        """(<bos> media block, then a caption, <eos>; the prompt length): teaches the next-token head to caption
+        media. Tokens from the prompt length on are the caption and its <eos>."""
         text = item.texts[caption % len(item.texts)]
         media = item.blocks[view][:max(0, max_tokens - 2 - len(text))]
         s = self.specials
-        return np.concatenate([[s["bos"]], media, text, [s["eos"]]]).astype(np.int64)
+        seq = np.concatenate([[s["bos"]], media, text, [s["eos"]]]).astype(np.int64)
+        return seq[:max_tokens], 1 + len(media)
 
     def document_sequence(self, index: int, max_tokens: int) -> np.ndarray:
         s = self.specials

@@ -40,6 +40,7 @@ class DataConfig:
     max_view_tokens: int = 256  # a view longer than this is cut (its <embed> kept)
     lm_max_len: int = 256  # LM sequences are cropped to this many tokens
     caption_sequences: bool = True  # add "<image> codes </image> caption" LM sequences (and audio, video)
+    caption_loss: str = "text"  # on caption sequences the next-token loss counts: "text" (the caption) | "all"
 
 
 @dataclass
@@ -154,6 +155,8 @@ def validate(cfg: RunConfig) -> None:
                               f"of {MODALITIES}")
     if cfg.data.synth_video not in ("mp4", "webm", "none"):
         raise ConfigError(f"data.synth_video={cfg.data.synth_video!r}: must be mp4, webm or none")
+    if cfg.data.caption_loss not in ("text", "all"):
+        raise ConfigError(f"data.caption_loss={cfg.data.caption_loss!r}: must be 'text' or 'all'")
     if cfg.data.max_view_tokens < 4 or cfg.data.lm_max_len < 4:
         raise ConfigError("data.max_view_tokens and data.lm_max_len must be >= 4")
     if not isinstance(cfg.model.get("size"), str):

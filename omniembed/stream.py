@@ -93,19 +93,23 @@ class TrainStream:
             return None
         rng = self._rng(step, 1)
         choice = rng.integers(0, 1 << 30, size=(self.loop.lm_batch, 2))[self.rank::self.world]
-        seqs = []
+        seqs, starts = [], []  # starts: first token the loss counts (0: all of it)
         for k, (c_view, c_text) in zip(self.lm_sampler.take_shard(self.loop.lm_batch, self.rank, self.world),
                                        choice):
             kind, idx = self.lm_units[k]
             if kind == "doc":
                 seqs.append(self.corpus.document_sequence(idx, self.data.lm_max_len))
+                starts.append(0)
                 continue
             item = self.corpus.items[idx]
             views = [v for v in CAPTIONED_VIEWS if v in item.blocks]
-            seqs.append(self.corpus.caption_sequence(item, views[int(c_view) % len(views)], int(c_text),
-                                                     self.data.lm_max_len))
+            seq, prompt = self.corpus.caption_sequence(item, views[int(c_view) % len(views)], int(c_text),
+                                                       self.data.lm_max_len)
+            seqs.append(seq)
+            starts.append(prompt if self.data.caption_loss == "text" else 0)
         ids, mask = pad_batch(seqs, self.corpus.specials["pad"])
-        return TokenBatch(ids, mask)
+        loss_mask = mask & (torch.arange(ids.shape[1])[None, :] >= torch.tensor(starts)[:, None])  # (B, T)
+        return TokenBatch(ids, mask, loss_mask)
 
     def state_dict(self) -> dict:
         return {"pairs": {k: s.state_dict() for k, s in self.samplers.items()},

@@ -71,9 +71,11 @@ class TrainConfig:
 
 @dataclass
 class TokenBatch:
-    """Interleaved documents for the next-token loss: ids (B, T), pad_mask (B, T) True on real tokens."""
+    """Interleaved documents for the next-token loss: ids (B, T), pad_mask (B, T) True on real tokens.
+    loss_mask (B, T), optional: True on the tokens to predict (e.g. only a caption, not the image before it)."""
     ids: torch.Tensor
     pad_mask: torch.Tensor
+    loss_mask: torch.Tensor | None = None
 
 
 @dataclass
@@ -173,6 +175,9 @@ class Trainer:
         stats: dict[str, torch.Tensor] = {}
         if lm is not None:
             targets = lm_targets(lm.ids, lm.pad_mask.bool(), IGNORE_INDEX)
+            if lm.loss_mask is not None:  # target t is token t+1: keep it where token t+1 is to be predicted
+                keep = F.pad(lm.loss_mask.bool()[:, 1:], (0, 1), value=False)
+                targets = targets.masked_fill(~keep, IGNORE_INDEX)
             loss, s = next_token_loss(out["logits"], targets, IGNORE_INDEX, self.model.cfg.z_loss_weight)
             total = total + self.cfg.lm_weight * loss
             stats.update(s)

@@ -70,7 +70,7 @@ class AudioTokenizer(nn.Module):
 
     def num_tokens(self, n_samples: int) -> int:
         step = self.config.hop * self.patch
-        return -(-n_samples // step)
+        return (n_samples + step - 1) // step  # ceil without negative floor division, which ONNX would truncate
 
     # --- features -------------------------------------------------------------------------------------------
     def mel(self, wave: torch.Tensor) -> torch.Tensor:

@@ -64,3 +64,28 @@ def test_decode_rejects_empty_codes_and_codes_outside_the_codebook():
         tok.decode(torch.zeros(1, 0, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\[0, 32\)"):
         tok.decode(torch.tensor([[0, -1]]))
+
+
+def test_audio_encoder_exports_to_onnx_and_gives_the_same_codes_at_other_lengths(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    class Encode(torch.nn.Module):
+        def __init__(self, tok):
+            super().__init__()
+            self.tok = tok
+
+        def forward(self, wave):
+            return self.tok.encode(wave)
+
+    tok = _tok()
+    path = tmp_path / "audio_encoder.onnx"
+    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("samples", min=tok.config.n_fft)}
+    torch.onnx.export(Encode(tok), (torch.randn(2, 16000),), str(path), dynamo=True, input_names=["wave"],
+                      output_names=["codes"], dynamic_shapes=(dims,))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for n in (12345, 640, 33001):  # partial tail patches, and exactly one patch
+        wave = (0.3 * rng.standard_normal((3, n))).astype(np.float32)
+        got = session.run(None, {"wave": wave})[0]
+        assert np.array_equal(got, tok.encode(torch.from_numpy(wave)).numpy()), n

@@ -93,3 +93,26 @@ def test_unknown_image_arch_is_a_config_error():
 
     with pytest.raises(ConfigError, match="image_arch='vit'"):
         TokenizerConfig(image_arch="vit")
+
+
+def test_patch_image_encoder_exports_to_onnx_and_gives_the_same_codes_for_other_batch_sizes(tmp_path):
+    import onnxruntime as ort
+
+    class Encode(torch.nn.Module):
+        def __init__(self, tok):
+            super().__init__()
+            self.tok = tok
+
+        def forward(self, pixels):
+            return self.tok.encode(pixels)
+
+    cfg = TokenizerConfig(image_size=16, image_grid=4, image_arch="patch", image_codebook=16, image_hidden=8)
+    tok = ImageTokenizer(cfg).eval()
+    tok.quantizer.init_kmeans(torch.rand(256, tok.quantizer.dim))
+    path = tmp_path / "image_encoder.onnx"
+    torch.onnx.export(Encode(tok), (torch.rand(2, 3, 16, 16),), str(path), dynamo=True, input_names=["pixels"],
+                      output_names=["codes"], dynamic_shapes=({0: torch.export.Dim("batch")},))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        x = torch.rand(batch, 3, 16, 16)
+        assert np.array_equal(session.run(None, {"pixels": x.numpy()})[0], tok.encode(x).numpy())

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from omniembed.model import OmniModel, load_model_config
-from omniembed.trainer import PairBatch, TokenBatch, TrainConfig, Trainer
+from omniembed.trainer import PairBatch, TokenBatch, TrainConfig, Trainer, cpu_has_native_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.md"
 # per model: (lm batch, lm length, pair batch, pair view length)
@@ -36,6 +36,16 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, reps: int = 5) -> float:
+    """Raw n x n matrix-product rate: shows whether this CPU has native bf16 (the step numbers follow it)."""
+    x, y = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    x @ y
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        x @ y
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
 
 
 def measure(name: str, precision: str, vocab: int, steps: int) -> dict:
@@ -72,6 +82,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
+    gflops = {dt: matmul_gflops(dt) for dt in (torch.float32, torch.bfloat16)}
     rows = []
     for name in args.models:
         for precision in args.precisions:
@@ -89,8 +100,10 @@ def main(argv=None) -> int:
         f"- machine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads",
         f"- load average (1 min) before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
         "(other jobs share this machine: treat absolute numbers as lower bounds)",
+        f"- 1024x1024 matmul: fp32 {gflops[torch.float32]:.1f} GFLOP/s, bf16 {gflops[torch.bfloat16]:.1f} GFLOP/s "
+        f"(native bf16 on this CPU: {cpu_has_native_bf16()})",
         f"- vocab {args.vocab}; {args.steps} timed steps after 2 warm-up steps; median step time",
-        "- step = forward (LM pass + one embedding pass over both views), losses, backward, clip, AdamW",
+        "- step = forward (LM pass + one embedding pass per view), losses, backward, clip, AdamW",
         "",
         "| model | params (M) | precision | tokens/step | median step (s) | best step (s) | tokens/s |",
         "|---|---:|---|---:|---:|---:|---:|",

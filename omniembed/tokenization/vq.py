@@ -7,7 +7,13 @@ The only loss left is the commitment term that keeps encoder outputs close to th
 
 Codebook collapse (most codes never chosen) is the known failure: codes unused for `dead_after` training
 steps are re-initialised from encoder outputs of the current batch (the most recent ones available), so they
-land where the data is. The codebook is also initialised from the first training batch for the same reason.
+land where the data is. The codebook starts from data too: `init_kmeans` (k-means++ seeds, then Lloyd steps,
+so rare vectors such as a small coloured shape among background get codes of their own), called by the
+training stage after its warm-up; a quantiser trained without that call starts from its first batch.
+`bypass` (training only) passes vectors through unquantised, for that warm-up.
+
+`cosine=True` l2-normalises vectors and codes (lookup by angle); the shipped configs use Euclidean lookup,
+which the "patch" image codes need (a patch's brightness is its norm) and which also did better for audio.
 
 Inference (`eval()`) is exportable: a matmul, a sum of squares and an argmin; no data-dependent Python.
 """

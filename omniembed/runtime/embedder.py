@@ -32,7 +32,7 @@ GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 class Embedder:
     def __init__(self, root: Path, manifest: dict[str, Any], providers: list[str], threads: int | None,
-                 variant: str, inter_threads: int | None = None):
+                 variant: str, inter_threads: int | None = None, spin: bool = True):
         self.root, self.manifest, self.providers, self.variant = root, manifest, providers, variant
         graphs, tok, model = manifest["graphs"], manifest["tokenizers"], manifest["model"]
         self.dims: tuple[int, ...] = tuple(int(d) for d in model["embed_dims"])
@@ -41,7 +41,7 @@ class Embedder:
         self.pad_id = int(model["pad_id"])
 
         def session(name: str):
-            return make_session(bundle_file(root, manifest, name), providers, threads, inter_threads)
+            return make_session(bundle_file(root, manifest, name), providers, threads, inter_threads, spin)
 
         self.vocab = Vocabulary.load(bundle_file(root, manifest, "vocab.json"))
         text = TextTokenizer.load(bundle_file(root, manifest, "tokenizer.json"))
@@ -57,13 +57,15 @@ class Embedder:
 
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, providers: Sequence[str] | None = None, threads: int | None = None,
-             *, variant: str | None = None, inter_threads: int | None = None, verify: bool = True) -> "Embedder":
+             *, variant: str | None = None, inter_threads: int | None = None, spin: bool = True,
+             verify: bool = True) -> "Embedder":
         """Load BUNDLE_DIR (checksums verified unless verify=False).
 
         providers: ONNX Runtime execution providers in preference order (default: TensorRT, CUDA when this
         onnxruntime has them, then CPU). threads / inter_threads: intra-op and inter-op thread counts (default:
         onnxruntime's, one per core). variant: trunk graph "fp32", "int8" (CPU) or "fp16" (GPU); default fp16
-        on a GPU provider when the bundle has it, else fp32.
+        on a GPU provider when the bundle has it, else fp32. spin=False: idle threads sleep rather than
+        busy-wait (better on hosts shared with other busy processes).
         """
         root = Path(bundle_dir)
         manifest = read_manifest(root, verify=verify)
@@ -77,7 +79,7 @@ class Embedder:
         if variant not in trunks:
             raise ManifestError(f"{root}: the bundle has no {variant} trunk (it has {sorted(trunks)}); "
                                 f"export with --{variant}" if variant != "fp32" else f"{root}: no fp32 trunk")
-        return cls(root, manifest, providers, threads, variant, inter_threads)
+        return cls(root, manifest, providers, threads, variant, inter_threads, spin)
 
     # ---- ids ------------------------------------------------------------------------------------------
     def tokenize(self, inputs: Iterable[Any]) -> list[list[int]]:

@@ -79,11 +79,13 @@ def test_unknown_provider_is_refused_with_the_list_of_available_ones(tiny_bundle
         Embedder.load(tiny_bundle, providers=["NoSuchExecutionProvider"])
 
 
-def test_thread_settings_reach_the_onnx_runtime_sessions(tiny_bundle):
-    emb = Embedder.load(tiny_bundle, threads=1, inter_threads=2)
+def test_thread_settings_reach_the_onnx_runtime_sessions(tiny_bundle, texts):
+    emb = Embedder.load(tiny_bundle, threads=1, inter_threads=2, spin=False)
     opts = emb.trunk.get_session_options()
     assert opts.intra_op_num_threads == 1 and opts.inter_op_num_threads == 2
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert emb.trunk.get_providers() == ["CPUExecutionProvider"]
+    np.testing.assert_allclose(emb.embed(texts[:3]), Embedder.load(tiny_bundle, threads=2).embed(texts[:3]), atol=1e-5)
 
 
 def test_int8_and_fp16_variants_stay_close_to_fp32(tiny_bundle, texts):

@@ -36,12 +36,11 @@ has the parameter count of `OmniModel(cfg)` (within 1% where the search space al
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from omniembed.errors import ConfigError
 from omniembed.model import (Block, ModelConfig, OmniModel, RMSNorm, additive_mask, attention_mask,

@@ -7,6 +7,7 @@ what was wrong, so a client can fix its request without reading server logs.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +71,8 @@ def _segment(kind: str, value: str | bytes, where: str) -> RawSegment:
 def item_from_python(value: Any) -> "pb2.Item":
     """A client-side convenience: str -> text, {"image": bytes} -> one modality, [segments] -> document.
 
-    A segment in a list is a str (text) or a one-key dict {"image"|"audio"|"video"|"text": value}.
+    A segment in a list is a str (text) or a one-key dict {"image"|"audio"|"video"|"text": value}; media
+    values are bytes or a pathlib.Path to read.
     """
     if isinstance(value, pb2.Item):
         return value
@@ -82,18 +84,27 @@ def item_from_python(value: Any) -> "pb2.Item":
         kind, v = next(iter(value.items()))
         if kind == "document":
             return item_from_python(list(v))
-        return pb2.Item(**{kind: v})
+        return pb2.Item(**{kind: _media_bytes(v) if kind != "text" else v})
     if isinstance(value, (list, tuple)):
         segments = []
         for s in value:
             if isinstance(s, str):
                 segments.append(pb2.Segment(text=s))
             elif isinstance(s, dict) and len(s) == 1 and next(iter(s)) in ("text", *MEDIA_KINDS):
-                segments.append(pb2.Segment(**s))
+                kind, v = next(iter(s.items()))
+                segments.append(pb2.Segment(**{kind: _media_bytes(v) if kind != "text" else v}))
             else:
                 raise ValueError(f"a document segment is a str or a one-key dict of text/image/audio/video, got {s!r}")
         return pb2.Item(document=pb2.Document(segments=segments))
     raise ValueError(f"cannot make an Item from {type(value).__name__}: pass a str, a dict or a list of segments")
+
+
+def _media_bytes(value: Any) -> bytes:
+    """Media as bytes: bytes-like as is, a path (os.PathLike) read from disk."""
+    if isinstance(value, os.PathLike):
+        with open(value, "rb") as f:
+            return f.read()
+    return bytes(value)
 
 
 # ---- vectors ------------------------------------------------------------------------------------------

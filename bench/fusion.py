@@ -1,7 +1,7 @@
 """Early fusion (one trunk over every modality's tokens) against late fusion (one tower per modality, joined
 only at the embedding) at the same parameter count, steps, batches and training tokens.
 
-    .venv/bin/python -m bench.fusion [--config configs/small.yaml] [--out runs/fusion] [--seeds 0 1]
+    .venv/bin/python -m bench.fusion [--config configs/small.yaml] [--out runs/fusion] [--seeds 0,1]
                                      [key=value ...]
 
 The config and overrides are those of `python -m omniembed.train` (default: the demo's configs/small.yaml;
@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.fusion", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/small.yaml", help="training YAML, as omniembed.train takes")
     p.add_argument("--out", type=Path, default=Path("runs/fusion"), help="work directory (data, tokenizers)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0],
+                   help="comma-separated seeds, e.g. 0,1 (each trains both arms)")
     p.add_argument("--note", default="", help="a line for the report (e.g. where reused data came from)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where fusion.md / fusion.png go")
     p.add_argument("overrides", nargs="*", metavar="key=value",

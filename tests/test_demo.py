@@ -29,7 +29,9 @@ def test_demo_runs_every_stage_through_a_real_server(tmp_path):
     # the index the server persisted on shutdown holds every view of every held-out item
     from omniembed.index import Index
 
-    heldout = [line for line in (out / "run" / "world" / "heldout.jsonl").read_text().splitlines() if line]
+    from omniembed.data.manifest import load_manifest
+
+    heldout = [r for r in load_manifest(out / "run" / "world" / "heldout.jsonl") if isinstance(r, Item)]
     ix = Index.open(out / "index")
     try:
         assert len(ix) == 4 * len(heldout)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -20,22 +19,13 @@ from pathlib import Path
 
 import torch
 
+from bench.common import cpu_model
 from omniembed.model import OmniModel, load_model_config
 from omniembed.trainer import PairBatch, TokenBatch, TrainConfig, Trainer, cpu_has_native_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.md"
 # per model: (lm batch, lm length, pair batch, pair view length)
 SHAPES = {"tiny": (16, 128, 16, 32), "small": (16, 256, 32, 64), "base": (16, 1024, 64, 128)}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 1024, reps: int = 5) -> float:
@@ -97,7 +87,7 @@ def main(argv=None) -> int:
         "",
         f"- command: `{cmd.strip()}`",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- machine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads",
+        f"- machine: {cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} threads",
         f"- load average (1 min) before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
         "(other jobs share this machine: treat absolute numbers as lower bounds)",
         f"- 1024x1024 matmul: fp32 {gflops[torch.float32]:.1f} GFLOP/s, bf16 {gflops[torch.bfloat16]:.1f} GFLOP/s "

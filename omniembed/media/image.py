@@ -79,3 +79,19 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(canvas, rgba)
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return np.ascontiguousarray(rgb)  # (H, W, 3)
+
+
+def to_square(img: Image.Image, size: int, policy: str) -> Image.Image:
+    """Resize policy: "stretch" ignores aspect; "crop" keeps the centre square; "pad" letterboxes on black.
+    The one copy both the torch tokenizer and the torch-free runtime use, so their pixels agree exactly."""
+    w, h = img.size
+    if policy == "crop":
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    elif policy == "pad" and w != h:
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side))
+        canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+        img = canvas
+    return img.resize((size, size), Image.BICUBIC) if img.size != (size, size) else img

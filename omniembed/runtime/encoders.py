@@ -3,7 +3,7 @@ expects of a tokenizer (numpy in and out), so the runtime builds ids through the
 the torch path.
 
 What cannot live in the graph stays here: squaring an image of any size to the tokenizer's side with Pillow
-(the same policy and filter as omniembed.tokenization.image.to_square). Scaling to [0, 1], the layout change,
+(omniembed.media.image.to_square, shared with the torch tokenizer). Scaling to [0, 1], the layout change,
 the log-mel front-end and the per-bin normalisation are inside the graphs.
 """
 
@@ -16,22 +16,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from omniembed.errors import MediaError
-
-
-def to_square(img: Image.Image, size: int, policy: str) -> Image.Image:
-    """Resize policy: "stretch" ignores aspect; "crop" keeps the centre square; "pad" letterboxes on black.
-    Must stay identical to omniembed.tokenization.image.to_square (the parity tests compare the two paths)."""
-    w, h = img.size
-    if policy == "crop":
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        img = img.crop((left, top, left + side, top + side))
-    elif policy == "pad" and w != h:
-        side = max(w, h)
-        canvas = Image.new("RGB", (side, side))
-        canvas.paste(img, ((side - w) // 2, (side - h) // 2))
-        img = canvas
-    return img.resize((size, size), Image.BICUBIC) if img.size != (size, size) else img
+from omniembed.media.image import to_square
 
 
 class OnnxImageTokenizer:

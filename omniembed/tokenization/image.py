@@ -24,6 +24,7 @@ from PIL import Image
 from torch import nn
 
 from omniembed.errors import MediaError
+from omniembed.media.image import to_square
 from omniembed.tokenization.config import TokenizerConfig
 from omniembed.tokenization.vq import VectorQuantizer, check_code_range, reconstruction_loss
 
@@ -85,21 +86,6 @@ def build_patch_encoder(patch: int, hidden: int, blocks: int) -> nn.Sequential:
 def build_patch_decoder(patch: int, hidden: int, blocks: int) -> nn.Sequential:
     # (B, 3 p^2, g, g) -> (B, 3, S, S); no squashing, so at initialisation a code decodes to its own patch.
     return nn.Sequential(PatchRefiner(3 * patch * patch, hidden, blocks), nn.PixelShuffle(patch))
-
-
-def to_square(img: Image.Image, size: int, policy: str) -> Image.Image:
-    """Resize policy: "stretch" ignores aspect; "crop" keeps the centre square; "pad" letterboxes on black."""
-    w, h = img.size
-    if policy == "crop":
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        img = img.crop((left, top, left + side, top + side))
-    elif policy == "pad" and w != h:
-        side = max(w, h)
-        canvas = Image.new("RGB", (side, side))
-        canvas.paste(img, ((side - w) // 2, (side - h) // 2))
-        img = canvas
-    return img.resize((size, size), Image.BICUBIC) if img.size != (size, size) else img
 
 
 class ImageTokenizer(nn.Module):

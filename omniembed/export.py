@@ -26,6 +26,7 @@ import omniembed
 from omniembed.errors import ConfigError
 from omniembed.export_graphs import OPSET, export_audio_encoder, export_image_encoder, export_trunk
 from omniembed.export_variants import convert_fp16, quantize_int8
+from omniembed.model import OmniModel
 from omniembed.runtime.bundle import MANIFEST_FILE, write_manifest
 from omniembed.tokenization.document import AudioSegment, DocumentTokenizer, ImageSegment, TextSegment, VideoSegment
 
@@ -195,6 +196,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, **kwargs) -> 
     from omniembed.run import load_run
 
     run = load_run(run_dir)
+    if not isinstance(run.model, OmniModel):
+        raise ConfigError(f"{run_dir}: a model.kind={type(run.model).__name__} run; export serves the early-fusion "
+                          "trunk (OmniModel) only: the late-fusion model is a benchmark baseline")
     source = {"run_dir": str(Path(run_dir).resolve()), "step": int(run.step)}
     # max_tokens: the model's max_len, where omniembed.embed.Embedder (the torch path) cuts its sequences too
     return export_bundle(run.model, run.tokenizers, run.vocab, out, source=source, **kwargs)

@@ -44,7 +44,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     import torch
 
     from omniembed.checkpoint import read_checkpoint
-    from omniembed.model import ModelConfig, OmniModel
+    from omniembed.late_fusion import model_from_dict
     from omniembed.tokenization.store import load_tokenizers
     from omniembed.tokenization.vocab import Vocabulary
 
@@ -54,8 +54,9 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
             raise ConfigError(f"{root}: not a training run directory (missing {name}; "
                               "write one with python -m omniembed.train)")
     config = yaml.safe_load((root / CONFIG_FILE).read_text()) or {}
-    model_dict = {k: v for k, v in (config.get("model") or {}).items() if k != "size"}
-    model_cfg = ModelConfig.from_dict(model_dict, source=str(root / CONFIG_FILE))
+    # kind early (OmniModel) or late (LateFusionModel), from train.yaml's model section
+    model = model_from_dict(config.get("model") or {}, source=str(root / CONFIG_FILE))
+    model_cfg = model.cfg
     tokenizers = load_tokenizers(root / TOKENIZER_DIR)
     vocab = Vocabulary(tokenizers.text.vocab_size, int(tokenizers.image.codebook_size),
                        int(tokenizers.audio.codebook_size))
@@ -65,7 +66,6 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
         raise ConfigError(f"{root}: the tokenizers give a vocabulary of {vocab.size} ids but the model was "
                           f"trained with vocab_size={model_cfg.vocab_size}")
     payload = read_checkpoint(root / CHECKPOINT_FILE)
-    model = OmniModel(model_cfg)
     model.load_state_dict(payload["model"])
     model = model.float().to(torch.device(device)).eval()
     return Run(model=model, tokenizers=tokenizers, vocab=vocab, config=config, root=root, step=payload["step"])

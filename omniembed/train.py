@@ -34,6 +34,7 @@ from omniembed import runconfig
 from omniembed.corpus import Corpus, build_corpus
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.evaluate import caption_items, caption_rates, recall_matrix
+from omniembed.late_fusion import build_model, model_config_dict
 from omniembed.model import OmniModel, config_for_vocabulary
 from omniembed.stream import TrainStream
 from omniembed.trainer import Trainer, TrainingDiverged
@@ -222,15 +223,15 @@ def _setup_logging(run_dir: Path) -> list[logging.Handler]:
     return handlers
 
 
-def resolved_config(cfg: runconfig.RunConfig, model_cfg) -> dict:
+def resolved_config(cfg: runconfig.RunConfig, model) -> dict:
     out = cfg.to_dict()
-    out["model"] = {"size": cfg.model["size"], **model_cfg.to_dict()}
+    out["model"] = {"size": cfg.model["size"], **model_config_dict(model)}  # kind, shape (late: towers, starts)
     out["tokenizers"] = TOKENIZER_DIR  # relative to RUN_DIR: the run is self-contained
     return out
 
 
 def build_model_config(cfg: runconfig.RunConfig, vocab):
-    overrides = {k: v for k, v in cfg.model.items() if k not in ("size", "vocab_size", "pad_id")}
+    overrides = {k: v for k, v in cfg.model.items() if k not in ("size", "kind", "vocab_size", "pad_id")}
     return config_for_vocabulary(cfg.model["size"], vocab, **overrides)
 
 
@@ -251,11 +252,12 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
                             Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key)
 
     model_cfg = build_model_config(cfg, doc_tok.vocab)
-    if D.rank() == 0:
-        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved_config(cfg, model_cfg), sort_keys=False))
-        doc_tok.vocab.save(run_dir / "vocab.json")
     torch.manual_seed(cfg.seed)
-    model = OmniModel(model_cfg).to(device)
+    # model.kind: early (OmniModel) | late (LateFusionModel at OmniModel(model_cfg)'s parameter count)
+    model = build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)
+    if D.rank() == 0:
+        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved_config(cfg, model), sort_keys=False))
+        doc_tok.vocab.save(run_dir / "vocab.json")
     # steps may be pair-only (lm_every > 1): DDP must then tolerate the LM head going unused
     tcfg = cfg.train
     tcfg.total_steps = cfg.loop.steps
@@ -277,7 +279,7 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tb"))
-    config_dict = resolved_config(cfg, model_cfg)
+    config_dict = resolved_config(cfg, model)
 
     def save():
         trainer.save(ckpt, data_state=stream.state_dict(), config=config_dict, extra={"corpus": key})

@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from omniembed.checkpoint import read_checkpoint
+from omniembed.errors import ConfigError
 from omniembed.train import main
 
 
@@ -78,3 +79,17 @@ def test_unknown_config_keys_fail_with_a_message_naming_them(tmp_path, capsys):
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["--config", "configs/tiny.yaml", "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "checkpoint.pt does not exist" in capsys.readouterr().err
+
+
+def test_model_kind_late_trains_through_the_entry_point_and_loads_back_as_late_fusion(tiny_args, tmp_path):
+    from omniembed.export import export_run
+    from omniembed.late_fusion import LateFusionModel
+    from omniembed.run import load_run
+
+    out = tmp_path / "late"
+    assert main(tiny_args(out, "model.kind=late", "loop.steps=2")) == 0
+    assert yaml.safe_load((out / "train.yaml").read_text())["model"]["kind"] == "late"
+    run = load_run(out)
+    assert isinstance(run.model, LateFusionModel)
+    with pytest.raises(ConfigError, match="early-fusion"):
+        export_run(out, tmp_path / "bundle")

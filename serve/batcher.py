@@ -2,7 +2,8 @@
 
 One worker thread takes the first waiting job, then keeps collecting jobs until `max_batch` items are
 waiting or `max_wait_s` has passed since that first job, and runs one call per distinct key (the embed
-dim). A model call costs little more for 16 items than for 1 on a CPU with idle lanes, so under
+dim). It waits only while requests arrive together (the previous model call served more than one job):
+a lone client pays no batching delay, and work queued during a model call joins the next call anyway. A model call costs little more for 16 items than for 1 on a CPU with idle lanes, so under
 concurrent load this trades up to `max_wait_s` of latency for throughput.
 
 Jobs carry their request's deadline; a job whose deadline passed, or whose caller gave up, is dropped
@@ -49,6 +50,7 @@ class MicroBatcher:
         self._closed = False
         self.items = 0
         self.batches = 0
+        self._last_jobs = 1  # jobs merged into the previous call: > 1 means concurrent load, worth waiting for
         self._thread = threading.Thread(target=self._loop, name="omniembed-batcher", daemon=True)
         self._thread.start()
 
@@ -103,9 +105,10 @@ class MicroBatcher:
                     size += len(job.inputs)
                     continue
                 left = first_at + self.max_wait_s - time.monotonic()
-                if left <= 0 or self._closed:
+                if left <= 0 or self._closed or self._last_jobs <= 1:
                     break
                 self._cond.wait(left)
+            self._last_jobs = len(jobs)
         return jobs
 
     def _run_group(self, key: Hashable, group: list[_Job]) -> None:

@@ -127,3 +127,14 @@ def test_close_finishes_queued_work_then_refuses_new_jobs():
     assert [f.result(timeout=0)[0, 0] for f in futures] == [0, 1, 2, 3]
     with pytest.raises(BatcherClosed):
         batcher.submit(1, [9.0])
+
+
+def test_a_lone_client_is_not_held_back_by_the_batching_wait():
+    # With a 60 s wait, a batcher that always waited for company would miss these 20 s result timeouts.
+    model = Recorder(per_call_s=0.0)
+    batcher = MicroBatcher(model, max_batch=64, max_wait_s=60.0)
+    for i in range(3):
+        rows = batcher.submit(1, [float(i)]).result(timeout=20)
+        np.testing.assert_array_equal(rows, [[float(i), 1, float(i)]])
+    batcher.close()
+    assert [inputs for _, inputs in model.calls] == [[0.0], [1.0], [2.0]]

@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 
 from omniembed.errors import ConfigError
-from omniembed.model import (Block, ModelConfig, OmniModel, RMSNorm, additive_mask, attention_mask,
+from omniembed.model import (Block, ModelConfig, OmniModel, RMSNorm, additive_mask, attention_mask, generation_bias,
                              positions_from_mask, rope_tables)
 
 TOWERS = ("text", "image", "audio")
@@ -253,17 +253,7 @@ class LateFusionModel(nn.Module):
         ids = prompt_ids[None] if single else prompt_ids
         mask = self._check(ids, None if pad_mask is None else (pad_mask[None] if single else pad_mask))
         B, T = ids.shape
-        if T + max_new_tokens > self.cfg.max_len:
-            raise ValueError(f"prompt of {T} tokens + {max_new_tokens} new exceeds max_len={self.cfg.max_len}")
-        bias = None
-        if allowed_ids is not None:
-            allowed = torch.as_tensor(list(allowed_ids), dtype=torch.long, device=ids.device)
-            if eos_id is not None:
-                allowed = torch.cat([allowed, allowed.new_tensor([eos_id])])
-            if allowed.numel() == 0 or allowed.min() < 0 or allowed.max() >= self.cfg.vocab_size:
-                raise ValueError(f"allowed_ids must be non-empty ids in [0, {self.cfg.vocab_size})")
-            bias = torch.full((self.cfg.vocab_size,), float("-inf"), device=ids.device)
-            bias[allowed] = 0.0
+        bias = generation_bias(self.cfg, T, max_new_tokens, allowed_ids, eos_id, ids.device)
         was_training = self.training
         self.eval()
         done = torch.zeros(B, dtype=torch.bool, device=ids.device)

@@ -170,6 +170,25 @@ def additive_mask(mask: torch.Tensor) -> torch.Tensor:
 # ---- modules ----------------------------------------------------------------------------------------
 
 
+
+def generation_bias(cfg: "ModelConfig", prompt_len: int, max_new_tokens: int, allowed_ids, eos_id: int | None,
+                    device) -> torch.Tensor | None:
+    """Checks a greedy-generation request against max_len; returns the logit bias (-inf outside
+    `allowed_ids` + eos) or None when every id is allowed. Shared by both fusion kinds' generate()."""
+    if prompt_len + max_new_tokens > cfg.max_len:
+        raise ValueError(f"prompt of {prompt_len} tokens + {max_new_tokens} new exceeds max_len={cfg.max_len}")
+    if allowed_ids is None:
+        return None
+    allowed = torch.as_tensor(list(allowed_ids), dtype=torch.long, device=device)
+    if eos_id is not None:
+        allowed = torch.cat([allowed, allowed.new_tensor([eos_id])])
+    if allowed.numel() == 0 or allowed.min() < 0 or allowed.max() >= cfg.vocab_size:
+        raise ValueError(f"allowed_ids must be non-empty ids in [0, {cfg.vocab_size})")
+    bias = torch.full((cfg.vocab_size,), float("-inf"), device=device)
+    bias[allowed] = 0.0
+    return bias
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -361,17 +380,7 @@ class OmniModel(nn.Module):
         ids = prompt_ids[None] if single else prompt_ids
         mask = self._check(ids, None if pad_mask is None else (pad_mask[None] if single else pad_mask))
         B, T = ids.shape
-        if T + max_new_tokens > self.cfg.max_len:
-            raise ValueError(f"prompt of {T} tokens + {max_new_tokens} new exceeds max_len={self.cfg.max_len}")
-        bias = None
-        if allowed_ids is not None:
-            allowed = torch.as_tensor(list(allowed_ids), dtype=torch.long, device=ids.device)
-            if eos_id is not None:
-                allowed = torch.cat([allowed, allowed.new_tensor([eos_id])])
-            if allowed.numel() == 0 or allowed.min() < 0 or allowed.max() >= self.cfg.vocab_size:
-                raise ValueError(f"allowed_ids must be non-empty ids in [0, {self.cfg.vocab_size})")
-            bias = torch.full((self.cfg.vocab_size,), float("-inf"), device=ids.device)
-            bias[allowed] = 0.0
+        bias = generation_bias(self.cfg, T, max_new_tokens, allowed_ids, eos_id, ids.device)
         was_training = self.training
         self.eval()
         caches = [{} for _ in self.blocks]

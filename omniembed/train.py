@@ -35,6 +35,7 @@ from omniembed.corpus import Corpus, build_corpus
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.evaluate import caption_items, caption_rates, recall_matrix
 from omniembed.late_fusion import build_model, model_config_dict
+from omniembed.logs import attach_handlers
 from omniembed.model import OmniModel, config_for_vocabulary
 from omniembed.stream import TrainStream
 from omniembed.trainer import Trainer, TrainingDiverged
@@ -204,21 +205,11 @@ def write_eval(run_dir: Path, record: dict, writer) -> None:
     writer.flush()
 
 
-class _TqdmHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record), file=sys.stderr)
-
-
 def _setup_logging(run_dir: Path) -> list[logging.Handler]:
     if D.rank() != 0:
         log.setLevel(logging.WARNING)
         return []
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    handlers: list[logging.Handler] = [_TqdmHandler(), logging.FileHandler(run_dir / LOG_FILE)]
-    for h in handlers:
-        h.setFormatter(fmt)
-        log.addHandler(h)
-    log.setLevel(logging.INFO)
+    handlers = attach_handlers(log, run_dir / LOG_FILE)
     log.propagate = False
     return handlers
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from omniembed.data.manifest import Item, load_manifest
 from omniembed.errors import ConfigError, ManifestError, MediaError
+from omniembed.logs import attach_handlers
 from omniembed.media import decode_audio, decode_image, decode_video
 from omniembed.tokenization.audio import SILENCE_DB, AudioTokenizer
 from omniembed.tokenization.config import TokenizerConfig
@@ -363,22 +364,9 @@ def train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfig
     return report
 
 
-class _TqdmHandler(logging.Handler):
-    """Log lines above the progress bars rather than through them."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record), file=sys.stderr)
-
-
 def _setup_logging(out: Path) -> list[logging.Handler]:
     out.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    handlers: list[logging.Handler] = [_TqdmHandler(), logging.FileHandler(out / LOG_FILE)]
-    for h in handlers:
-        h.setFormatter(fmt)
-        log.addHandler(h)
-    log.setLevel(logging.INFO)
-    return handlers
+    return attach_handlers(log, out / LOG_FILE)
 
 
 def main(argv: Iterable[str] | None = None) -> int:

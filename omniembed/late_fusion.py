@@ -44,7 +44,7 @@ import torch.nn as nn
 
 from omniembed.errors import ConfigError
 from omniembed.model import (Block, ModelConfig, OmniModel, RMSNorm, additive_mask, attention_mask, generation_bias,
-                             positions_from_mask, rope_tables)
+                             positions_from_mask)
 
 TOWERS = ("text", "image", "audio")
 MODEL_KINDS = ("early", "late")
@@ -153,22 +153,13 @@ class LateFusionModel(nn.Module):
         bounds = (*self.starts, cfg.vocab_size)
         self.ranges = {m: (bounds[i], bounds[i + 1]) for i, m in enumerate(TOWERS)}
         self.towers = nn.ModuleDict({m: Tower(cfg, n_special, hi - lo) for m, (lo, hi) in self.ranges.items()})
-        self.embed_head = nn.Linear(cfg.d_model, max(cfg.embed_dims), bias=False)
-        self.log_temperature = nn.Parameter(
-            torch.tensor([math.log(cfg.init_temperature)]), requires_grad=cfg.learn_temperature)
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_len, cfg.rope_theta)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():
-            # depth-scaled residual projections, as the trunk does (GPT-2)
-            if name.endswith(("attn.out.weight", "mlp.down.weight")):
-                nn.init.normal_(p, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
+        self._add_heads_and_init(cfg)
         if cfg.tie_embeddings:
             for tower in self.towers.values():
                 tower.lm_head.weight = tower.tok_emb.weight
 
     _init_weights = OmniModel._init_weights
+    _add_heads_and_init = OmniModel._add_heads_and_init
     # the trunk's helpers read only self.cfg: shared, not copied
     num_params = OmniModel.num_params
     temperature = OmniModel.temperature

@@ -267,6 +267,13 @@ class OmniModel(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self._add_heads_and_init(cfg)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+
+    def _add_heads_and_init(self, cfg: ModelConfig) -> None:
+        """The embedding head, temperature and RoPE tables, then the weight init; LateFusionModel calls this
+        too, so both fusion kinds start from the same recipe."""
         self.embed_head = nn.Linear(cfg.d_model, max(cfg.embed_dims), bias=False)
         # CLIP-style learnable temperature, kept as a log so it stays positive; shape (1,) not () because
         # FSDP2 cannot shard 0-d parameters
@@ -281,8 +288,6 @@ class OmniModel(nn.Module):
             # scale the residual-stream projections by depth, per GPT-2, so the residual variance stays put
             if name.endswith(("attn.out.weight", "mlp.down.weight")):
                 nn.init.normal_(p, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
-        if cfg.tie_embeddings:
-            self.lm_head.weight = self.tok_emb.weight
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):

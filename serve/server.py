@@ -9,6 +9,7 @@ embed calls answer FAILED_PRECONDITION.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -68,22 +69,28 @@ def _code_of(exc: Exception) -> tuple[Code, str]:
     return Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
 
 
-def _unary(method):
-    """Times and counts the call; turns RequestError/IndexInputError into status codes (never a crash)."""
+@contextlib.contextmanager
+def _observed(metrics, name: str, context):
+    """Times and counts one call; turns RequestError/IndexInputError (any error) into its status code, so
+    a bad request never crashes the server."""
+    start, code = time.perf_counter(), Code.OK
+    metrics.in_flight.inc()
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - every error becomes a status, the server carries on
+        code, message = _code_of(exc)
+        context.abort(code, message)
+    finally:
+        metrics.in_flight.dec()
+        metrics.rpcs.labels(name, code.name).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - start)
 
+
+def _unary(method):
     @functools.wraps(method)
     def wrapper(self: "Servicer", request, context):
-        name, start, code = method.__name__, time.perf_counter(), Code.OK
-        self.metrics.in_flight.inc()
-        try:
+        with _observed(self.metrics, method.__name__, context):
             return method(self, request, context)
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status, the server carries on
-            code, message = _code_of(exc)
-            context.abort(code, message)
-        finally:
-            self.metrics.in_flight.dec()
-            self.metrics.rpcs.labels(name, code.name).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - start)
 
     return wrapper
 
@@ -93,17 +100,8 @@ def _streaming(method):
 
     @functools.wraps(method)
     def wrapper(self: "Servicer", request_iterator, context):
-        name, start, code = method.__name__, time.perf_counter(), Code.OK
-        self.metrics.in_flight.inc()
-        try:
+        with _observed(self.metrics, method.__name__, context):
             yield from method(self, request_iterator, context)
-        except Exception as exc:  # noqa: BLE001
-            code, message = _code_of(exc)
-            context.abort(code, message)
-        finally:
-            self.metrics.in_flight.dec()
-            self.metrics.rpcs.labels(name, code.name).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - start)
 
     return wrapper
 

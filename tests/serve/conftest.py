@@ -20,12 +20,13 @@ def unit_vectors(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture
 def make_server(tmp_path):
-    """make_server(**config) -> a started Server over a fresh dim-16 flat index; stopped at teardown."""
+    """make_server(**config) -> a started Server over a fresh flat index (dim 16, no model unless `embedder`
+    and its `dim` are given); stopped at teardown."""
     servers = []
 
-    def make(index_kind: str = "flat", **config) -> Server:
-        index = Index.create(tmp_path / f"ix{len(servers)}", dim=DIM, kind=index_kind)
-        server = Server(index, None, ServerConfig(**{"token": TOKEN, "grace_s": 2.0, **config})).start()
+    def make(index_kind: str = "flat", embedder=None, dim: int = DIM, **config) -> Server:
+        index = Index.create(tmp_path / f"ix{len(servers)}", dim=dim, kind=index_kind)
+        server = Server(index, embedder, ServerConfig(**{"token": TOKEN, "grace_s": 2.0, **config})).start()
         servers.append(server)
         return server
 

@@ -15,18 +15,14 @@ from omniembed.index import Index
 from omniembed.media import encode_audio, encode_image, encode_video
 from omniembed.serve import Client
 from omniembed.serve.embedding import ModelEmbedder
-from omniembed.serve.server import Server, ServerConfig
+from omniembed.serve.server import Server
 
 TOKEN = "embed-token"
 
 
 @pytest.fixture(scope="module")
-def model(request):
-    try:
-        bundle = request.getfixturevalue("tiny_bundle")
-    except pytest.FixtureLookupError:
-        pytest.skip("no tiny_bundle fixture in tests/conftest.py yet (needs the export engineer's bundle)")
-    return ModelEmbedder.load(bundle, threads=1)
+def model(tiny_bundle):
+    return ModelEmbedder.load(tiny_bundle, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +42,11 @@ def media():
 
 
 @pytest.fixture
-def make_model_server(tmp_path, model):
-    servers = []
-
+def make_model_server(make_server, model):
     def make(**config) -> Server:
-        index = Index.create(tmp_path / f"ix{len(servers)}", dim=model.full_dim)
-        server = Server(index, model, ServerConfig(**{"token": TOKEN, "grace_s": 5.0, **config})).start()
-        servers.append(server)
-        return server
+        return make_server(embedder=model, dim=model.full_dim, **{"token": TOKEN, "grace_s": 5.0, **config})
 
-    yield make
-    for s in servers:
-        s.stop(grace=0)
+    return make
 
 
 @pytest.fixture

@@ -95,7 +95,7 @@ def heldout_lm(model, corpus, vocab, max_tokens: int, batch: int = 16) -> dict:
 
 def run_arm(kind: str, cfg: runconfig.RunConfig, corpus, doc_tok, seed: int) -> dict:
     """Train one arm from `seed` on the shared stream; returns its curves, evaluation and costs."""
-    model_cfg = T.build_model_config(cfg, doc_tok.vocab)
+    model_cfg = T.build_model_config(cfg, doc_tok.vocab, doc_tok.tokens_per_image)
     torch.manual_seed(seed)
     model = build_model(kind, model_cfg, doc_tok.vocab)
     tcfg = runconfig.from_dict(cfg.to_dict()).train  # a fresh copy: Trainer keeps it

@@ -124,12 +124,15 @@ class Tower(nn.Module):
         self.norm = RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, n_special + n_content, bias=False)
 
-    def forward(self, local_ids, pad_mask, causal: bool, rope_cos, rope_sin) -> torch.Tensor:
+    def forward(self, local_ids, pad_mask, causal: bool, rope_cos, rope_sin, extra=None) -> torch.Tensor:
+        """extra: (B, Tm, D) added to the token embeddings (the image tower's grid-cell embeddings)."""
         positions = positions_from_mask(pad_mask)
         cos = rope_cos[positions].unsqueeze(1)  # (B, 1, Tm, hd/2)
         sin = rope_sin[positions].unsqueeze(1)
         mask = additive_mask(attention_mask(pad_mask, causal))
         x = self.tok_emb(local_ids)  # (B, Tm, D)
+        if extra is not None:
+            x = x + extra
         for block in self.blocks:
             x = block(x, cos, sin, mask)
         return self.norm(x)
@@ -153,6 +156,7 @@ class LateFusionModel(nn.Module):
         bounds = (*self.starts, cfg.vocab_size)
         self.ranges = {m: (bounds[i], bounds[i + 1]) for i, m in enumerate(TOWERS)}
         self.towers = nn.ModuleDict({m: Tower(cfg, n_special, hi - lo) for m, (lo, hi) in self.ranges.items()})
+        self.grid_emb = nn.Embedding(cfg.image_tokens, cfg.d_model) if cfg.grid_position else None
         self._add_heads_and_init(cfg)
         if cfg.tie_embeddings:
             for tower in self.towers.values():
@@ -167,6 +171,7 @@ class LateFusionModel(nn.Module):
     _check = OmniModel._check
     embed = OmniModel.embed
     forward = OmniModel.forward
+    grid_embedding = OmniModel.grid_embedding
 
     def to_dict(self) -> dict:
         """What `model_from_dict` needs to rebuild this model (the tower config, kind and id ranges)."""
@@ -191,7 +196,10 @@ class LateFusionModel(nn.Module):
             index, mask = compact(content | special)
             local = self._local_ids(ids.gather(1, index), m)
             local = torch.where(mask, local, torch.full_like(local, self.cfg.pad_id))  # (B, Tm)
-            h = self.towers[m](local, mask, causal, self.rope_cos, self.rope_sin)
+            extra = None
+            if m == "image" and self.grid_emb is not None:
+                extra = self.grid_embedding(ids).gather(1, index.unsqueeze(-1).expand(-1, -1, self.cfg.d_model))
+            h = self.towers[m](local, mask, causal, self.rope_cos, self.rope_sin, extra)
             out[m] = TowerState(h, index, mask, content.any(dim=1))
         return out
 

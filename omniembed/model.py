@@ -48,9 +48,17 @@ class ModelConfig:
     rope_theta: float = 10000.0
     init_temperature: float = 0.07
     learn_temperature: bool = True
+    # A learned embedding per image grid cell, added to image-code tokens (images and video frames): RoPE
+    # gives each token only its offset along the flat sequence, from which a small trunk is slow to learn
+    # which row and column a code came from. image_ids is the vocabulary's image-code id range and
+    # image_tokens the codes per image; both come from the tokenizers (config_for_vocabulary, train).
+    grid_position: bool = False
+    image_ids: tuple[int, int] = (0, 0)
+    image_tokens: int = 0
 
     def __post_init__(self):
         self.embed_dims = tuple(int(d) for d in self.embed_dims)
+        self.image_ids = tuple(int(i) for i in self.image_ids)
         self.validate()
 
     def validate(self) -> None:
@@ -78,6 +86,10 @@ class ModelConfig:
             bad("dropout", "must be in [0, 1)")
         if self.init_temperature <= 0:
             bad("init_temperature", "must be positive")
+        if self.grid_position and (self.image_tokens <= 0 or len(self.image_ids) != 2
+                                   or not 0 <= self.image_ids[0] < self.image_ids[1]):
+            bad("grid_position", f"needs image_tokens > 0 (got {self.image_tokens}) and an image id range "
+                                 f"(got {self.image_ids}): build the config with config_for_vocabulary")
 
     def require_vocab(self) -> None:
         if self.vocab_size <= 0:
@@ -94,6 +106,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["embed_dims"] = list(self.embed_dims)
+        out["image_ids"] = list(self.image_ids)
         return out
 
     @classmethod
@@ -124,9 +137,12 @@ def load_model_config(name_or_path: str | Path, **overrides) -> ModelConfig:
     return ModelConfig.from_dict(data, source=str(path))
 
 
-def config_for_vocabulary(name_or_path: str | Path, vocab, **overrides) -> ModelConfig:
-    """A named size sized to a `omniembed.tokenization.vocab.Vocabulary` (its `.size` and `<pad>` id)."""
-    return load_model_config(name_or_path, vocab_size=vocab.size, pad_id=vocab.special("<pad>"), **overrides)
+def config_for_vocabulary(name_or_path: str | Path, vocab, image_tokens: int = 0, **overrides) -> ModelConfig:
+    """A named size sized to a `omniembed.tokenization.vocab.Vocabulary` (its `.size`, `<pad>` id and image
+    code range); image_tokens is the image tokenizer's codes per image (needed by grid_position)."""
+    r = vocab.image_range
+    return load_model_config(name_or_path, vocab_size=vocab.size, pad_id=vocab.special("<pad>"),
+                             image_ids=(r.start, r.stop), image_tokens=image_tokens, **overrides)
 
 
 # ---- pure helpers -----------------------------------------------------------------------------------
@@ -267,6 +283,7 @@ class OmniModel(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.grid_emb = nn.Embedding(cfg.image_tokens, cfg.d_model) if cfg.grid_position else None
         self._add_heads_and_init(cfg)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
@@ -316,11 +333,23 @@ class OmniModel(nn.Module):
     def _trunk(self, ids, positions, mask, caches=None) -> torch.Tensor:
         cos = self.rope_cos[positions].unsqueeze(1)  # (B, 1, T, hd/2)
         sin = self.rope_sin[positions].unsqueeze(1)
-        x = self.drop(self.tok_emb(ids))  # (B, T, D)
+        x = self.tok_emb(ids)  # (B, T, D)
+        if self.grid_emb is not None:
+            x = x + self.grid_embedding(ids)
+        x = self.drop(x)
         mask = additive_mask(mask)  # once for all layers
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, mask, None if caches is None else caches[i])
         return self.norm(x)
+
+    def grid_embedding(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D): each image code's grid-cell embedding, zero on other tokens. Image codes
+        come in whole images of image_tokens, so the k-th code of a sequence sits in cell k mod image_tokens
+        (cumsum and mod export to ONNX, unlike a per-run counter)."""
+        lo, hi = self.cfg.image_ids
+        is_code = (ids >= lo) & (ids < hi)
+        cell = torch.remainder(torch.cumsum(is_code.long(), dim=1) - 1, self.cfg.image_tokens).clamp(min=0)
+        return self.grid_emb(cell) * is_code.unsqueeze(-1).to(self.grid_emb.weight.dtype)
 
     def hidden(self, ids, pad_mask=None, causal: bool = True) -> torch.Tensor:
         """Final-norm hidden states (B, T, D)."""
@@ -356,13 +385,14 @@ class OmniModel(nn.Module):
         return F.normalize(self.embed_raw(ids, pad_mask)[:, :dim].float(), dim=-1)
 
     def forward(self, lm_ids=None, lm_mask=None, pair_ids=None, pair_mask=None, pair_b_ids=None,
-                pair_b_mask=None) -> dict:
+                pair_b_mask=None, views=None) -> dict:
         """Both passes of one training step in one call, so DDP/FSDP see a single forward per backward.
 
         Returns logits for the LM batch; raw embeddings and the temperature for the pair batch (the
         temperature is returned so DDP sees it in the forward graph of the steps whose loss uses it).
         With pair_b_ids the two views run as separate passes (each padded to its own length, not the
-        longer one's) and the embedding rows are a's then b's."""
+        longer one's) and the embedding rows are a's then b's. `views`, a list of (ids, mask) batches of the
+        same items, runs one pass per view instead; the embedding rows are the views' in order."""
         out = {}
         if lm_ids is not None:
             out["logits"] = self.forward_lm(lm_ids, lm_mask)
@@ -370,6 +400,9 @@ class OmniModel(nn.Module):
             out["embedding"] = self.embed_raw(pair_ids, pair_mask)
             if pair_b_ids is not None:
                 out["embedding"] = torch.cat([out["embedding"], self.embed_raw(pair_b_ids, pair_b_mask)])
+            out["temperature"] = self.temperature()
+        if views is not None:
+            out["embedding"] = torch.cat([self.embed_raw(ids, mask) for ids, mask in views])
             out["temperature"] = self.temperature()
         return out
 

@@ -59,6 +59,14 @@ class LoopConfig:
     pair_weights: dict[str, float] = field(default_factory=lambda: {
         "text-image": 1.0, "text-audio": 1.0, "text-video": 1.0, "image-audio": 1.0,
         "image-video": 0.5, "audio-video": 0.5, "interleaved-text": 0.5})
+    # share of each contrastive batch filled with "near misses": items whose attributes differ from an
+    # item already in the batch in exactly one value (hard negatives). 0: plain random batches. Items
+    # without attributes (a manifest that gives none) always come from the plain random order.
+    hard_negatives: float = 0.0
+    # share of steps whose contrastive batch holds every view in multiview_views of each item (one pass per
+    # view, the loss over every pair among them weighted by pair_weights) instead of one pair of views
+    multiview: float = 0.0
+    multiview_views: list[str] = field(default_factory=lambda: ["text", "image", "audio", "video"])
     eval_every: int = 0  # 0: evaluate at the end only
     eval_captions: int = 32  # held-out images to caption at each evaluation (0: none)
     caption_tokens: int = 24
@@ -145,6 +153,12 @@ def validate(cfg: RunConfig) -> None:
     for key in ("lm_every", "eval_every", "ckpt_every", "eval_captions", "caption_tokens"):
         if getattr(loop, key) < 0:
             raise ConfigError(f"loop.{key}={getattr(loop, key)}: must be >= 0")
+    if not 0.0 <= loop.hard_negatives < 1.0:
+        raise ConfigError(f"loop.hard_negatives={loop.hard_negatives}: must be in [0, 1) (a share of each batch)")
+    if not 0.0 <= loop.multiview <= 1.0:
+        raise ConfigError(f"loop.multiview={loop.multiview}: must be in [0, 1] (a share of the steps)")
+    if len(set(loop.multiview_views)) < 2 or not set(loop.multiview_views) <= set(MODALITIES):
+        raise ConfigError(f"loop.multiview_views={loop.multiview_views}: needs two or more of {MODALITIES}")
     if not loop.pair_weights or any(w < 0 for w in loop.pair_weights.values()) \
             or sum(loop.pair_weights.values()) <= 0:
         raise ConfigError(f"loop.pair_weights={loop.pair_weights}: needs non-negative weights, not all zero")

@@ -14,13 +14,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from omniembed.corpus import Corpus
+from omniembed.corpus import Corpus, CorpusItem
 from omniembed.errors import ConfigError
 from omniembed.runconfig import DataConfig, LoopConfig
 from omniembed.sampler import ResumableSampler
-from omniembed.trainer import PairBatch, TokenBatch
+from omniembed.trainer import PairBatch, TokenBatch, ViewsBatch
 
 CAPTIONED_VIEWS = ("image", "audio", "video")
+MULTIVIEW = "multiview"  # the sampler / batch name of the all-views steps
 
 
 def pad_batch(seqs: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,6 +33,25 @@ def pad_batch(seqs: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.
         ids[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
         mask[i, :len(s)] = True
     return ids, mask
+
+
+def near_misses(items: list[CorpusItem]) -> list[list[int]]:
+    """For each item, the positions of items whose attribute set differs from its own in exactly one value
+    (same attribute names): the negatives a retrieval of exact attribute sets most often confuses."""
+    by_set: dict[tuple, list[int]] = {}
+    for k, it in enumerate(items):
+        if it.attributes:
+            by_set.setdefault(tuple(sorted(it.attributes.items())), []).append(k)
+    out: list[list[int]] = []
+    for it in items:
+        found: list[int] = []
+        if it.attributes:
+            own = sorted(it.attributes.items())
+            for key, members in by_set.items():
+                if len(key) == len(own) and sum(a != b for a, b in zip(key, own)) == 1:
+                    found.extend(members)
+        out.append(sorted(found))
+    return out
 
 
 class TrainStream:
@@ -55,6 +75,11 @@ class TrainStream:
             self.weights.append(w)
             self.members[name] = members
             self.samplers[name] = ResumableSampler(len(members), seed=seed * 1000 + k)
+        self.view_pairs: list[tuple[int, int, float]] = []
+        if loop.multiview > 0:
+            self._setup_multiview(train)
+        self.near_misses = {name: near_misses([corpus.items[i] for i in members])
+                            for name, members in self.members.items()} if loop.hard_negatives > 0 else {}
         if not self.pairs:
             raise ConfigError(f"no training item has both views of any pair in loop.pair_weights "
                               f"{sorted(loop.pair_weights)}: nothing to train the contrastive head on")
@@ -68,15 +93,31 @@ class TrainStream:
                               if corpus.items[i].texts and any(v in corpus.items[i].blocks for v in CAPTIONED_VIEWS)]
         self.lm_sampler = ResumableSampler(len(self.lm_units), seed=seed * 1000 + 999) if self.lm_units else None
 
+    def _setup_multiview(self, train: list[int]) -> None:
+        views = list(dict.fromkeys(self.loop.multiview_views))
+        weights = {tuple(sorted(k.split("-"))): w for k, w in self.loop.pair_weights.items()}
+        self.view_pairs = [(k, l, weights[tuple(sorted((views[k], views[l])))])
+                           for k in range(len(views)) for l in range(k + 1, len(views))
+                           if weights.get(tuple(sorted((views[k], views[l]))), 0) > 0]
+        members = [i for i in train if set(views) <= set(self.corpus.items[i].views())]
+        if not self.view_pairs or len(members) < 2:
+            raise ConfigError(f"loop.multiview={self.loop.multiview}: needs two or more training items with all of "
+                              f"{views} ({len(members)} found) and a positive pair_weights entry between two of "
+                              "them")
+        self.members[MULTIVIEW] = members
+        self.samplers[MULTIVIEW] = ResumableSampler(len(members), seed=self.seed * 1000 + 998)
+
     def _rng(self, step: int, salt: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, step, salt])
 
-    def pair_batch(self, step: int) -> tuple[PairBatch, str]:
+    def pair_batch(self, step: int) -> tuple[PairBatch | ViewsBatch, str]:
         rng = self._rng(step, 0)
+        if self.view_pairs and rng.random() < self.loop.multiview:
+            return self._views_batch(rng), MULTIVIEW
         p = np.asarray(self.weights) / sum(self.weights)
         name = self.pairs[int(rng.choice(len(self.pairs), p=p))]
         a_view, b_view = name.split("-")
-        picks = self.samplers[name].take_shard(self.loop.pair_batch, self.rank, self.world)
+        picks = self._picks(name, rng)
         captions = rng.integers(0, 1 << 30, size=self.loop.pair_batch)[self.rank::self.world]
         items = [self.corpus.items[self.members[name][k]] for k in picks]
         mx = self.data.max_view_tokens
@@ -87,6 +128,34 @@ class TrainStream:
         b_ids, b_mask = pad_batch(b, pad)
         labels = torch.tensor([self.group_index[it.group] for it in items], dtype=torch.long)
         return PairBatch(a_ids, a_mask, b_ids, b_mask, labels), name
+
+    def _views_batch(self, rng: np.random.Generator) -> ViewsBatch:
+        picks = self._picks(MULTIVIEW, rng)
+        captions = rng.integers(0, 1 << 30, size=self.loop.pair_batch)[self.rank::self.world]
+        items = [self.corpus.items[self.members[MULTIVIEW][k]] for k in picks]
+        pad, mx = self.corpus.specials["pad"], self.data.max_view_tokens
+        views = [pad_batch([self.corpus.view_ids(it, v, int(c), mx) for it, c in zip(items, captions)], pad)
+                 for v in dict.fromkeys(self.loop.multiview_views)]
+        labels = torch.tensor([self.group_index[it.group] for it in items], dtype=torch.long)
+        return ViewsBatch(views, self.view_pairs, labels)
+
+    def _picks(self, name: str, rng: np.random.Generator) -> list[int]:
+        """This rank's member positions for the next global batch: the sampler's order, where
+        `loop.hard_negatives` of the slots are given to near misses of items already drawn."""
+        B = self.loop.pair_batch
+        n_hard = int(round(self.loop.hard_negatives * B))
+        near = self.near_misses.get(name)
+        if not n_hard or not near or not any(near):
+            return self.samplers[name].take_shard(B, self.rank, self.world)
+        picks = self.samplers[name].take(B - n_hard)
+        sources = [k for k in picks if near[k]]
+        for j in range(n_hard):
+            if not sources:  # no drawn item has a near miss: fill from the plain order
+                picks += self.samplers[name].take(n_hard - j)
+                break
+            options = near[sources[j % len(sources)]]
+            picks.append(options[int(rng.integers(len(options)))])
+        return picks[self.rank::self.world]
 
     def lm_batch(self, step: int) -> TokenBatch | None:
         if self.lm_sampler is None or not self.loop.lm_every or step % self.loop.lm_every:

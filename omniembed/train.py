@@ -221,9 +221,10 @@ def resolved_config(cfg: runconfig.RunConfig, model) -> dict:
     return out
 
 
-def build_model_config(cfg: runconfig.RunConfig, vocab):
-    overrides = {k: v for k, v in cfg.model.items() if k not in ("size", "kind", "vocab_size", "pad_id")}
-    return config_for_vocabulary(cfg.model["size"], vocab, **overrides)
+def build_model_config(cfg: runconfig.RunConfig, vocab, image_tokens: int = 0):
+    fixed = ("size", "kind", "vocab_size", "pad_id", "image_ids", "image_tokens")
+    overrides = {k: v for k, v in cfg.model.items() if k not in fixed}
+    return config_for_vocabulary(cfg.model["size"], vocab, image_tokens=image_tokens or 0, **overrides)
 
 
 def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at: int | None = None) -> dict:
@@ -242,7 +243,7 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
     corpus = prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
                             Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key)
 
-    model_cfg = build_model_config(cfg, doc_tok.vocab)
+    model_cfg = build_model_config(cfg, doc_tok.vocab, doc_tok.tokens_per_image)
     torch.manual_seed(cfg.seed)
     # model.kind: early (OmniModel) | late (LateFusionModel at OmniModel(model_cfg)'s parameter count)
     model = build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)
@@ -285,7 +286,7 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
         pairs, pair_name = stream.pair_batch(step)
         lm = stream.lm_batch(step)
         res = trainer.train_step(lm=lm, pairs=pairs)
-        tokens += int(pairs.a_mask.sum() + pairs.b_mask.sum()) + (0 if lm is None else int(lm.pad_mask.sum()))
+        tokens += pairs.tokens() + (0 if lm is None else int(lm.pad_mask.sum()))
         bar.update(0 if res.skipped else 1)
         if res.skipped:
             continue

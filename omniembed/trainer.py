@@ -87,6 +87,26 @@ class PairBatch:
     b_mask: torch.Tensor
     labels: torch.Tensor | None = None
 
+    def tokens(self) -> int:
+        return int(self.a_mask.sum() + self.b_mask.sum())
+
+
+@dataclass
+class ViewsBatch:
+    """Several views of the same items: views[k] = (ids (B, T_k), pad_mask (B, T_k)), row i of every view
+    is item i. The contrastive loss is the weighted mean over `pairs` (k, l, weight) of the loss between
+    views k and l, so each view is encoded once and serves every pair it is part of."""
+    views: list[tuple[torch.Tensor, torch.Tensor]]
+    pairs: list[tuple[int, int, float]]
+    labels: torch.Tensor | None = None
+
+    def to(self, device) -> "ViewsBatch":
+        return ViewsBatch([(i.to(device), m.to(device)) for i, m in self.views], self.pairs,
+                          None if self.labels is None else self.labels.to(device))
+
+    def tokens(self) -> int:
+        return int(sum(m.sum() for _, m in self.views))
+
 
 @dataclass
 class StepResult:
@@ -158,13 +178,17 @@ class Trainer:
     def _to_device(self, batch):
         if batch is None:
             return None
+        if isinstance(batch, ViewsBatch):
+            return batch.to(self.device)
         moved = {k: None if v is None else v.to(self.device, non_blocking=True) for k, v in vars(batch).items()}
         return type(batch)(**moved)
 
     def _losses(self, lm: TokenBatch | None, pairs: PairBatch | None):
         lm, pairs = self._to_device(lm), self._to_device(pairs)
         pair_kw = {}
-        if pairs is not None:
+        if isinstance(pairs, ViewsBatch):
+            pair_kw = {"views": pairs.views}
+        elif pairs is not None:
             # two passes, each view padded to its own length: a text view is not padded to a video's
             pair_kw = {"pair_ids": pairs.a_ids, "pair_mask": pairs.a_mask, "pair_b_ids": pairs.b_ids,
                        "pair_b_mask": pairs.b_mask}
@@ -182,16 +206,31 @@ class Trainer:
             total = total + self.cfg.lm_weight * loss
             stats.update(s)
         if pairs is not None:
-            emb = out["embedding"]  # (2B, D): a rows then b rows
-            a, b = emb.chunk(2, dim=0)
-            loss, s = matryoshka_contrastive_loss(a, b, self.dims, out["temperature"], gather=True,
-                                                  labels=pairs.labels)
+            emb = out["embedding"]  # (n_views * B, D): each view's rows in turn
+            if isinstance(pairs, ViewsBatch):
+                loss, s = self._views_loss(emb.chunk(len(pairs.views), dim=0), pairs, out["temperature"])
+            else:
+                a, b = emb.chunk(2, dim=0)
+                loss, s = matryoshka_contrastive_loss(a, b, self.dims, out["temperature"], gather=True,
+                                                      labels=pairs.labels)
             total = total + self.cfg.contrastive_weight * loss
             stats.update(s)
             stats["temperature"] = out["temperature"].detach()
         return total, stats
 
-    def train_step(self, lm: TokenBatch | None = None, pairs: PairBatch | None = None) -> StepResult:
+    def _views_loss(self, embs, batch: ViewsBatch, temperature):
+        """Weighted mean of the pairwise Matryoshka losses; stats are averaged with the same weights."""
+        total_w = sum(w for _, _, w in batch.pairs)
+        loss, stats = None, {}
+        for k, l, w in batch.pairs:
+            pair_loss, s = matryoshka_contrastive_loss(embs[k], embs[l], self.dims, temperature, gather=True,
+                                                       labels=batch.labels)
+            loss = w / total_w * pair_loss if loss is None else loss + w / total_w * pair_loss
+            for name, v in s.items():
+                stats[name] = stats.get(name, 0.0) + w / total_w * v
+        return loss, stats
+
+    def train_step(self, lm: TokenBatch | None = None, pairs: PairBatch | ViewsBatch | None = None) -> StepResult:
         if lm is None and pairs is None:
             raise ValueError("train_step needs an LM batch, a pair batch, or both")
         self.module.train()

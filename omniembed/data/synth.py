@@ -31,7 +31,7 @@ from omniembed.data.sound import render_sound
 from omniembed.errors import ManifestError
 from omniembed.media.limits import SAMPLE_RATE
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2  # 2: motion lines wide enough for 32-pixel image tokens
 TRAIN_FILE, HELDOUT_FILE, WORLD_FILE = "manifest.jsonl", "heldout.jsonl", "world.json"
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from omniembed.data import world as W
-from omniembed.data.render import POSITION_X, RADIUS, coverage
+from omniembed.data.render import POSITION_X, RADIUS, SPEED_LINE_ALPHA, coverage
 from omniembed.media import decode_audio, decode_image, decode_video
 
 SR = 16000
@@ -45,13 +45,14 @@ def _template_stats() -> dict[str, tuple[float, float]]:
 
 
 TEMPLATES = _template_stats()
+CUT = SPEED_LINE_ALPHA + 0.15  # coverage below the speed lines' opacity is not the shape
 
 
 def _best_template(chroma: np.ndarray, solid: np.ndarray) -> tuple[str, float]:
     """The shape whose outline, placed at the blob's centroid with the blob's area, differs least from it;
     and that outline's radius as a fraction of the side."""
     level = chroma[solid].mean()
-    blob = np.clip((chroma / level - 0.6) / 0.4, 0, 1)  # soft coverage; ignores faint speed lines
+    blob = np.clip((chroma / level - CUT) / (1 - CUT), 0, 1)  # soft coverage; ignores the fainter speed lines
     size = chroma.shape[0]
     rows, cols = np.indices(blob.shape)
     area = blob.sum()
@@ -60,7 +61,7 @@ def _best_template(chroma: np.ndarray, solid: np.ndarray) -> tuple[str, float]:
     for shape, (unit_area, unit_dy) in TEMPLATES.items():
         r = np.sqrt(area / unit_area)
         tmpl = coverage(shape, cx / size, (cy - unit_dy * r) / size, r / size, size)
-        errors[shape] = (np.abs(np.clip((tmpl - 0.6) / 0.4, 0, 1) - blob).sum(), r / size)
+        errors[shape] = (np.abs(np.clip((tmpl - CUT) / (1 - CUT), 0, 1) - blob).sum(), r / size)
     best = min(errors, key=lambda k: errors[k][0])
     return best, errors[best][1]
 

@@ -154,3 +154,22 @@ def test_generation_stops_a_row_at_eos_and_pads_after_it(make_model):
             assert out[row].tolist() == free[row, :out.shape[1]].tolist()
     single = model.generate(prompt[0], 10, eos_id=eos)  # 1-D in, 1-D out, ends at the first eos
     assert single.tolist() == free[0, :int((free[0] == eos).nonzero()[0]) + 1].tolist()
+
+
+def test_grid_position_gives_each_image_code_its_cell_and_leaves_other_tokens_alone():
+    vocab = Vocabulary(text_size=300, image_codebook=64, audio_codebook=32)
+    cfg = config_for_vocabulary("tiny", vocab, image_tokens=4, grid_position=True)
+    model = OmniModel(cfg)
+    img = list(vocab.image_range[10:14])
+    text, audio = vocab.text_range[7], vocab.audio_range[3]
+    # text, an image (4 codes), audio, then two video frames of 4 codes each separated by a marker
+    ids = torch.tensor([[vocab.special("<bos>"), text, vocab.special("<image>"), *img, vocab.special("</image>"),
+                         audio, vocab.special("<frame>"), *img, vocab.special("<frame>"), *img]])
+    extra = model.grid_embedding(ids)[0]
+    codes = [k for k, t in enumerate(ids[0].tolist()) if t in img]
+    for n, k in enumerate(codes):
+        assert torch.equal(extra[k], model.grid_emb.weight[n % 4])  # cell = order within its image
+    others = [k for k in range(ids.shape[1]) if k not in codes]
+    assert torch.count_nonzero(extra[others]) == 0
+    with pytest.raises(ConfigError, match="grid_position"):
+        load_model_config("tiny", vocab_size=100, grid_position=True)  # no image range: refused by name

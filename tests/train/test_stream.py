@@ -89,3 +89,68 @@ def test_two_ranks_split_each_global_batch_between_them():
         p1, n1 = r1.pair_batch(step)
         assert name == n0 == n1
         assert sorted(item_of(r) for r in full.a_ids) == sorted([item_of(r) for r in p0.a_ids] + [item_of(r) for r in p1.a_ids])
+
+
+def attribute_corpus():
+    """Items over attributes a in {0,1,2} x b in {0,1}, two items per combination (one duplicate group each);
+    every item has a caption, an image and an audio block."""
+    items, i = [], 0
+    for a in range(3):
+        for b in range(2):
+            for _ in range(2):
+                items.append(CorpusItem(f"item-{i}", "train", f"a{a}b{b}", {"a": str(a), "b": str(b)},
+                                        {"image": np.full(3, 100 + i), "audio": np.full(5, 200 + i)},
+                                        [np.array([300 + i])]))
+                i += 1
+    return Corpus(items, [np.arange(10, 30)], SPECIALS)
+
+
+def test_near_misses_differ_from_the_item_in_exactly_one_attribute():
+    from omniembed.stream import near_misses
+
+    c = attribute_corpus()
+    near = near_misses(c.items)
+    for it, found in zip(c.items, near):
+        expected = [k for k, other in enumerate(c.items)
+                    if sum(other.attributes[n] != it.attributes[n] for n in ("a", "b")) == 1]
+        assert found == expected and len(found) == 6  # 2 other a values + 1 other b value, 2 items each
+    bare = [CorpusItem("x", "train", "x", {}, {}, []), CorpusItem("y", "train", "y", {}, {}, [])]
+    assert near_misses(bare) == [[], []]  # no attributes: no near misses, the plain order is used
+
+
+def test_hard_negative_slots_hold_near_misses_of_the_drawn_items():
+    c = attribute_corpus()
+    s = stream(c, pair_batch=6, hard_negatives=0.5, pair_weights={"text-image": 1.0})
+    for step in range(1, 6):
+        batch, _ = s.pair_batch(step)
+        rows = [c.items[item_of(r)] for r in batch.a_ids]
+        drawn, hard = rows[:3], rows[3:]
+        for h in hard:  # each filled slot is one attribute away from some drawn item
+            assert any(sum(h.attributes[n] != d.attributes[n] for n in ("a", "b")) == 1 for d in drawn)
+
+
+def test_a_multiview_batch_holds_every_view_of_the_same_items_with_weighted_pairs():
+    from omniembed.trainer import ViewsBatch
+
+    c = attribute_corpus()
+    s = stream(c, multiview=1.0, multiview_views=["text", "image", "audio"],
+               pair_weights={"text-image": 2.0, "image-audio": 1.0})
+    batch, name = s.pair_batch(1)
+    assert isinstance(batch, ViewsBatch) and name == "multiview"
+    assert batch.pairs == [(0, 1, 2.0), (1, 2, 1.0)]  # text-audio has no weight: not a pair
+    text, image, audio = (ids for ids, _ in batch.views)
+    for i in range(4):
+        assert item_of(text[i]) == item_of(image[i]) == item_of(audio[i])
+    assert batch.tokens() == int(sum(m.sum() for _, m in batch.views))
+    again, _ = stream(c, multiview=1.0, multiview_views=["text", "image", "audio"],
+                      pair_weights={"text-image": 2.0, "image-audio": 1.0}).pair_batch(1)
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(batch.views, again.views))  # seeded
+
+
+def test_multiview_needs_items_with_all_its_views():
+    import pytest
+
+    from omniembed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="multiview"):
+        stream(corpus(), multiview=1.0, multiview_views=["text", "video"], pair_weights={"text-video": 1.0})

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from omniembed.data import captions as cap
 from omniembed.data import world as W
@@ -170,13 +171,21 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, *, heldout_frac: float 
              for i, c in enumerate(heldout_combos)]
 
     workers = _default_workers(n) if workers is None else max(1, workers)
+    bar = tqdm(total=len(jobs), desc="render world", unit="item", leave=False, disable=len(jobs) < 64)
     if workers == 1:
-        records = [_item_record(j) for j in jobs]
+        records = []
+        for j in jobs:
+            records.append(_item_record(j))
+            bar.update()
     else:
         # fork: workers inherit the imported modules instead of re-importing numpy/PyAV per process
         ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with ctx.Pool(workers) as pool:
-            records = pool.map(_item_record, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+            records = []  # imap keeps the job order, so the output stays a pure function of the arguments
+            for record in pool.imap(_item_record, jobs, chunksize=max(1, len(jobs) // (16 * workers))):
+                records.append(record)
+                bar.update()
+    bar.close()
 
     train_items = [r for r in records if r["split"] == "train"]
     heldout_items = [r for r in records if r["split"] == "heldout"]

@@ -146,3 +146,23 @@ def test_train_config_rejects_unknown_keys_and_precisions():
         TrainConfig.from_dict({"learning_rate": 1e-3})
     with pytest.raises(ConfigError, match="precision='fp16'"):
         TrainConfig(precision="fp16")
+
+
+def test_a_views_step_trains_the_weighted_mean_of_its_pair_losses(make_model, pairs):
+    from omniembed.losses import matryoshka_contrastive_loss
+    from omniembed.trainer import ViewsBatch
+
+    a, b, labels = pairs(16, seed=5)
+    c = torch.roll(b, 1, dims=1)  # a third view of the same items
+    views = [(x, x != PAD) for x in (a, b, c)]
+    batch = ViewsBatch(views, [(0, 1, 2.0), (1, 2, 1.0)], labels)
+    model = make_model()
+    trainer = Trainer(model, TrainConfig(lr=1e-3))
+    with torch.no_grad():
+        emb = [model.embed_raw(ids, mask) for ids, mask in views]
+        t = model.temperature()
+        want = (2 * matryoshka_contrastive_loss(emb[0], emb[1], model.cfg.embed_dims, t, labels=labels)[0]
+                + matryoshka_contrastive_loss(emb[1], emb[2], model.cfg.embed_dims, t, labels=labels)[0]) / 3
+    r = trainer.train_step(pairs=batch)
+    assert not r.skipped and abs(r.stats["con/loss"] - float(want)) < 1e-4
+    assert batch.tokens() == int(sum(m.sum() for _, m in views))

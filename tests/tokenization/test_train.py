@@ -137,4 +137,6 @@ def test_held_out_reconstructions_keep_the_shape_colour_and_outline(tiny_tokeniz
         assert nearest == r.attributes["colour"], (r.id, r.attributes, colour)
         rec_mask = _shape_pixels(y)
         iou = (mask & rec_mask).sum() / (mask | rec_mask).sum()
-        assert iou > 0.45, (r.id, r.attributes, float(iou))  # measured 0.56-0.89 with tiny.yaml
+        # measured 0.45-0.85 with tiny.yaml on world version 2, whose wider speed lines fall in the saturated
+        # mask too (0.56-0.89 on version 1); a reconstruction that lost the outline scores near 0
+        assert iou > 0.4, (r.id, r.attributes, float(iou))

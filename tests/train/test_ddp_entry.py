@@ -26,5 +26,9 @@ def test_torchrun_two_cpu_processes_match_one_process_through_the_entry_point(ti
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     a, b = read_checkpoint(single / "checkpoint.pt"), read_checkpoint(ddp / "checkpoint.pt")
     assert a["step"] == b["step"] == 4
+    # atol 1e-4 (0.03 of one step's lr): the 2 ranks sum the same gradients in another order, and Adam turns
+    # a float-noise difference in a near-zero gradient component into up to a whole lr-sized step; measured
+    # at most 6e-5 with tiny.yaml's all-views batches and hard negatives; ranks training on the wrong rows
+    # would differ by whole updates (lr 3e-3)
     for name, tensor in a["model"].items():
-        torch.testing.assert_close(b["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(b["model"][name], tensor, rtol=1e-4, atol=1e-4, msg=name)

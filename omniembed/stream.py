@@ -11,6 +11,8 @@ the same batches as an uninterrupted one. Every rank computes the global batch a
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -94,11 +96,12 @@ class TrainStream:
         self.lm_sampler = ResumableSampler(len(self.lm_units), seed=seed * 1000 + 999) if self.lm_units else None
 
     def _setup_multiview(self, train: list[int]) -> None:
-        views = list(dict.fromkeys(self.loop.multiview_views))
-        weights = {tuple(sorted(k.split("-"))): w for k, w in self.loop.pair_weights.items()}
-        self.view_pairs = [(k, l, weights[tuple(sorted((views[k], views[l])))])
-                           for k in range(len(views)) for l in range(k + 1, len(views))
-                           if weights.get(tuple(sorted((views[k], views[l]))), 0) > 0]
+        self.multiview_views = list(dict.fromkeys(self.loop.multiview_views))
+        views = self.multiview_views
+        weights = {frozenset(k.split("-")): w for k, w in self.loop.pair_weights.items()}
+        self.view_pairs = [(k, l, weights[frozenset((views[k], views[l]))])
+                           for k, l in itertools.combinations(range(len(views)), 2)
+                           if weights.get(frozenset((views[k], views[l])), 0) > 0]
         members = [i for i in train if set(views) <= set(self.corpus.items[i].views())]
         if not self.view_pairs or len(members) < 2:
             raise ConfigError(f"loop.multiview={self.loop.multiview}: needs two or more training items with all of "
@@ -113,31 +116,24 @@ class TrainStream:
     def pair_batch(self, step: int) -> tuple[PairBatch | ViewsBatch, str]:
         rng = self._rng(step, 0)
         if self.view_pairs and rng.random() < self.loop.multiview:
-            return self._views_batch(rng), MULTIVIEW
+            views, labels = self._view_batches(MULTIVIEW, self.multiview_views, rng)
+            return ViewsBatch(views, self.view_pairs, labels), MULTIVIEW
         p = np.asarray(self.weights) / sum(self.weights)
         name = self.pairs[int(rng.choice(len(self.pairs), p=p))]
-        a_view, b_view = name.split("-")
+        ((a_ids, a_mask), (b_ids, b_mask)), labels = self._view_batches(name, name.split("-"), rng)
+        return PairBatch(a_ids, a_mask, b_ids, b_mask, labels), name
+
+    def _view_batches(self, name: str, views: list[str], rng: np.random.Generator):
+        """This rank's rows of the next global batch of `name`'s members: one padded (ids, mask) per view
+        (each item's views share one caption choice) and the duplicate-group labels."""
         picks = self._picks(name, rng)
         captions = rng.integers(0, 1 << 30, size=self.loop.pair_batch)[self.rank::self.world]
         items = [self.corpus.items[self.members[name][k]] for k in picks]
-        mx = self.data.max_view_tokens
-        a = [self.corpus.view_ids(it, a_view, int(c), mx) for it, c in zip(items, captions)]
-        b = [self.corpus.view_ids(it, b_view, int(c), mx) for it, c in zip(items, captions)]
-        pad = self.corpus.specials["pad"]
-        a_ids, a_mask = pad_batch(a, pad)
-        b_ids, b_mask = pad_batch(b, pad)
-        labels = torch.tensor([self.group_index[it.group] for it in items], dtype=torch.long)
-        return PairBatch(a_ids, a_mask, b_ids, b_mask, labels), name
-
-    def _views_batch(self, rng: np.random.Generator) -> ViewsBatch:
-        picks = self._picks(MULTIVIEW, rng)
-        captions = rng.integers(0, 1 << 30, size=self.loop.pair_batch)[self.rank::self.world]
-        items = [self.corpus.items[self.members[MULTIVIEW][k]] for k in picks]
         pad, mx = self.corpus.specials["pad"], self.data.max_view_tokens
-        views = [pad_batch([self.corpus.view_ids(it, v, int(c), mx) for it, c in zip(items, captions)], pad)
-                 for v in dict.fromkeys(self.loop.multiview_views)]
+        batches = [pad_batch([self.corpus.view_ids(it, v, int(c), mx) for it, c in zip(items, captions)], pad)
+                   for v in views]
         labels = torch.tensor([self.group_index[it.group] for it in items], dtype=torch.long)
-        return ViewsBatch(views, self.view_pairs, labels)
+        return batches, labels
 
     def _picks(self, name: str, rng: np.random.Generator) -> list[int]:
         """This rank's member positions for the next global batch: the sampler's order, where

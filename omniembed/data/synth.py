@@ -12,6 +12,7 @@ pure function of the arguments (same seed, same files), whatever the number of w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -171,21 +172,14 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, *, heldout_frac: float 
              for i, c in enumerate(heldout_combos)]
 
     workers = _default_workers(n) if workers is None else max(1, workers)
-    bar = tqdm(total=len(jobs), desc="render world", unit="item", leave=False, disable=len(jobs) < 64)
-    if workers == 1:
-        records = []
-        for j in jobs:
-            records.append(_item_record(j))
-            bar.update()
-    else:
-        # fork: workers inherit the imported modules instead of re-importing numpy/PyAV per process
-        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ctx.Pool(workers) as pool:
-            records = []  # imap keeps the job order, so the output stays a pure function of the arguments
-            for record in pool.imap(_item_record, jobs, chunksize=max(1, len(jobs) // (16 * workers))):
-                records.append(record)
-                bar.update()
-    bar.close()
+    # fork: workers inherit the imported modules instead of re-importing numpy/PyAV per process
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with ctx.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        # imap keeps the job order, so the output stays a pure function of the arguments
+        rendered = (map(_item_record, jobs) if pool is None
+                    else pool.imap(_item_record, jobs, chunksize=max(1, len(jobs) // (16 * workers))))
+        records = list(tqdm(rendered, total=len(jobs), desc="render world", unit="item", leave=False,
+                            disable=len(jobs) < 64))
 
     train_items = [r for r in records if r["split"] == "train"]
     heldout_items = [r for r in records if r["split"] == "heldout"]

@@ -40,20 +40,17 @@ def pad_batch(seqs: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.
 def near_misses(items: list[CorpusItem]) -> list[list[int]]:
     """For each item, the positions of items whose attribute set differs from its own in exactly one value
     (same attribute names): the negatives a retrieval of exact attribute sets most often confuses."""
+    keys = [tuple(sorted(it.attributes.items())) if it.attributes else None for it in items]
     by_set: dict[tuple, list[int]] = {}
-    for k, it in enumerate(items):
-        if it.attributes:
-            by_set.setdefault(tuple(sorted(it.attributes.items())), []).append(k)
-    out: list[list[int]] = []
-    for it in items:
-        found: list[int] = []
-        if it.attributes:
-            own = sorted(it.attributes.items())
-            for key, members in by_set.items():
-                if len(key) == len(own) and sum(a != b for a, b in zip(key, own)) == 1:
-                    found.extend(members)
-        out.append(sorted(found))
-    return out
+    for k, key in enumerate(keys):
+        if key is not None:
+            by_set.setdefault(key, []).append(k)
+    # compared set against set, not item against set: items repeat their attribute sets
+    neighbours = {own: sorted(k for key, members in by_set.items()
+                              if len(key) == len(own) and sum(a != b for a, b in zip(key, own)) == 1
+                              for k in members)
+                  for own in by_set}
+    return [neighbours[key] if key is not None else [] for key in keys]
 
 
 class TrainStream:

@@ -15,10 +15,12 @@ from omniembed.data.world import HUES
 
 # Shape centre x per position, and radius per size, as fractions of the image side.
 POSITION_X = {"left": 0.23, "centre": 0.5, "right": 0.77}
-RADIUS = {"small": 0.11, "large": 0.18}
+RADIUS = {"small": 0.125, "large": 0.18}
 # Vertical travel of a moving shape over the clip (fraction of the side).
 TRAVEL = 0.42
 SPEED_LINE_ALPHA = 0.75  # opacity of the motion lines: visible, yet fainter than the solid shape
+SPEED_LINE_MIN = 0.17  # shortest motion line, fraction of the side
+SPEED_LINE_GAP = 0.06  # space between the shape and its motion lines: two pixels at 32 pixels
 SUPERSAMPLE = 4  # anti-aliasing: coverage is averaged over a 4x4 sub-pixel grid
 
 
@@ -137,10 +139,13 @@ def _speed_lines(img: np.ndarray, attrs: dict[str, str], look: Look, cx: float, 
 
     They stop short of the shape so its outline stays clean for the shape attribute, and are a little
     fainter than it. Each is 6% of the side wide so it survives a 32-pixel tokenizer (at world version 1
-    they were 2.4% wide and a probe on 32-pixel image codes read motion at chance level).
+    they were 2.4% wide and a probe on 32-pixel image codes read motion at chance level). They are at least
+    SPEED_LINE_MIN of the side long and stand SPEED_LINE_GAP off the shape: at version 2 they were one radius
+    long, so behind a small shape they were a 3-pixel stub touching it at 32 pixels, and most wrong top-1s of
+    the trunk were small shapes with the wrong motion or shape.
     """
     up, down = _REACH_UP_DOWN[attrs["shape"]]
-    gap, length, half_w = 0.04, 1.0 * look.radius, 0.03
+    gap, length, half_w = SPEED_LINE_GAP, max(look.radius, SPEED_LINE_MIN), 0.03
     if attrs["motion"] == "rising":
         y_lo = cy + down * look.radius + gap
         y_hi = y_lo + length

@@ -44,7 +44,7 @@ def oscillator(freq: np.ndarray, timbre: str, sample_rate: int) -> np.ndarray:
     return wave / np.abs(wave).max()
 
 
-GAP_S = 0.04  # silence between sustained pulses: wide enough to count onsets at a 10 ms mel hop
+GAP_S = 0.06  # silence between sustained pulses: most of an 80 ms audio token, so pulses stay countable
 ATTACK_S = 0.01
 
 

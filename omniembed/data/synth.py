@@ -33,7 +33,8 @@ from omniembed.data.sound import render_sound
 from omniembed.errors import ManifestError
 from omniembed.media.limits import SAMPLE_RATE
 
-WORLD_VERSION = 2  # 2: motion lines wide enough for 32-pixel image tokens
+WORLD_VERSION = 3  # 2: motion lines wide enough for 32-pixel image tokens; 3: longer motion lines, larger small
+# shapes, wider pitch glides and pulse gaps (see render.py, world.py, sound.py)
 TRAIN_FILE, HELDOUT_FILE, WORLD_FILE = "manifest.jsonl", "heldout.jsonl", "world.json"
 
 

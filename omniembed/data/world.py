@@ -27,7 +27,7 @@ ATTRIBUTE_NAMES: tuple[str, ...] = tuple(ATTRIBUTES)
 HUES: dict[str, float] = {"red": 0.0, "yellow": 60.0, "green": 120.0, "cyan": 180.0, "blue": 240.0, "magenta": 300.0}
 
 # Colour -> note (Hz) at the middle of the sound. Five semitones apart (a fourth, 220 Hz to 932 Hz):
-# the motion glide (+-1.5 semitones) plus detuning (+-0.25) stays closer to its own note than to either
+# the motion glide (+-2 semitones) plus detuning (+-0.25) stays closer to its own note than to either
 # neighbour, and no note is a low harmonic (2x, 3x) of another.
 NOTE_SEMITONES = 5
 NOTES: dict[str, float] = {c: 220.0 * 2.0 ** (k * NOTE_SEMITONES / 12) for k, c in enumerate(ATTRIBUTES["colour"])}
@@ -38,8 +38,10 @@ TIMBRES: dict[str, str] = {"circle": "sine", "square": "square", "triangle": "tr
 # Position -> number of evenly spaced pulses in the sound (rhythm).
 PULSES: dict[str, int] = {"left": 1, "centre": 2, "right": 3}
 
-# Motion -> pitch glide in semitones over the whole sound (start -> end, centred on the note).
-GLIDES: dict[str, float] = {"still": 0.0, "rising": 3.0, "falling": -3.0}
+# Motion -> pitch glide in semitones over the whole sound (start -> end, centred on the note). As wide as the
+# colour notes allow (see NOTES): at world version 2 it was 3 semitones, which moves a 220 Hz note by about
+# one bin of a 64-bin 16 kHz log-mel, and a wrong glide direction was the commonest audio miss of the trunk.
+GLIDES: dict[str, float] = {"still": 0.0, "rising": 4.0, "falling": -4.0}
 
 Combination = tuple[str, ...]  # one value per ATTRIBUTE_NAMES entry, in that order
 

@@ -33,6 +33,34 @@ def matrix_lines(table: dict, k: str) -> list[str]:
     return lines
 
 
+def attribute_misses(run_dir: Path) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Per target pair, the share of held-out queries whose top-1 (full dim) differs in each attribute."""
+    import torch
+    import torch.nn.functional as F
+    import yaml
+
+    from omniembed.corpus import Corpus
+    from omniembed.evaluate import embed_sequences
+    from omniembed.run import load_run
+
+    cfg = yaml.safe_load((run_dir / "train.yaml").read_text())
+    corpus = Corpus.load(Path(cfg["data"].get("corpus_cache") or run_dir))
+    held = corpus.split("heldout")
+    model = load_run(run_dir).model
+    max_tokens = cfg["data"]["max_view_tokens"]
+    with torch.no_grad():
+        emb = {m: F.normalize(embed_sequences(model, [corpus.view_ids(corpus.items[i], m, 0, max_tokens)
+                                                      for i in held]), dim=-1) for m in MODALITIES}
+    attrs = [corpus.items[i].attributes for i in held]
+    names = list(attrs[0]) if attrs else []  # a manifest without attributes has nothing to split by
+    misses = {}
+    for pair in TARGET_PAIRS:
+        q, g = pair.split("->")
+        top = (emb[q] @ emb[g].T).argmax(1).tolist()
+        misses[pair] = {n: sum(attrs[i][n] != attrs[t][n] for i, t in enumerate(top)) / len(held) for n in names}
+    return names, misses
+
+
 def report(run_dir: Path, command: str, wall_s: float | None, out: Path) -> str:
     records = [json.loads(x) for x in (run_dir / "eval.jsonl").read_text().splitlines() if x.strip()]
     rec = records[-1]
@@ -60,6 +88,12 @@ def report(run_dir: Path, command: str, wall_s: float | None, out: Path) -> str:
         lines.append(f"| {p} | {r_full:.3f} | {'yes' if ok1 else 'NO'} | {r_64:.3f} | {ratio:.3f} | "
                      f"{'yes' if ok2 else 'NO'} |")
     lines += ["", f"All targets met: **{'yes' if ok_all else 'no'}**", ""]
+    names, misses = attribute_misses(run_dir)
+    if names:
+        lines += ["### Which attribute a wrong top-1 gets wrong (share of all held-out queries, full dim)", "",
+                  "| pair | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [f"| {p} | " + " | ".join(f"{m[n]:.3f}" for n in names) + " |" for p, m in misses.items()]
+        lines += ["", "A query can miss on several attributes at once, so a row can sum to more than 1 - R@1.", ""]
     cap = rec.get("captions")
     if cap:
         lines += ["## Captions of held-out images (greedy, text tokens only)", "",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +121,19 @@ def group_key(item: Item) -> str:
     return item.id
 
 
+_WORKER: "_Tokenize | None" = None  # the parent's tokenizer, inherited by forked prefetch workers
+
+
+def _encode_in_worker(media) -> tuple[str, np.ndarray | None, tuple[str, str] | None]:
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        return media.source, _WORKER.encode_media(media), None
+    except MediaError as err:  # sent back as its fields: the exception itself does not unpickle
+        return media.source, None, (err.source, err.reason)
+
+
 class _Tokenize:
     """Media blocks cached by source, so a file shared by an item and a document is decoded once."""
 
@@ -126,11 +141,42 @@ class _Tokenize:
         self.doc, self.rate, self.fps = doc_tok, sample_rate, video_fps
         self.cache: dict[str, np.ndarray] = {}
 
+    def encode_media(self, media) -> np.ndarray:
+        seg = _media_segment(media, self.rate, self.fps)
+        return np.asarray(self.doc.encode([seg], bos=False, eos=False), dtype=np.int64)
+
     def media(self, media) -> np.ndarray:
         if media.source not in self.cache:
-            seg = _media_segment(media, self.rate, self.fps)
-            self.cache[media.source] = np.asarray(self.doc.encode([seg], bos=False, eos=False), dtype=np.int64)
-        return self.cache[media.source]
+            self.cache[media.source] = self.encode_media(media)
+        got = self.cache[media.source]
+        if isinstance(got, MediaError):  # decoded in a worker (prefetch): raised where it is used, as inline
+            raise got
+        return got
+
+    def prefetch(self, records: list, workers: int) -> None:
+        """Decode and encode every distinct media file of `records` in `workers` processes, into the cache.
+
+        Decoding (PNG, WAV, MP4) and the tokenizer encoders are most of this stage and independent per file;
+        the blocks are the same as the inline path's, in any order, so the corpus does not depend on workers."""
+        todo, seen = [], set(self.cache)
+        for r in records:
+            media = list(r.media.values()) if isinstance(r, Item) else [s.media for s in r.segments if s.media]
+            for m in media:
+                if m.source not in seen:
+                    seen.add(m.source)
+                    todo.append(m)
+        # fork: workers inherit the loaded tokenizers instead of loading them again (elsewhere: inline)
+        if workers <= 1 or len(todo) < 2 * workers or not sys.platform.startswith("linux"):
+            return
+        global _WORKER
+        _WORKER = self
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for source, tokens, err in tqdm(pool.imap_unordered(_encode_in_worker, todo, chunksize=16),
+                                                total=len(todo), desc="tokenize media", unit="file", leave=False):
+                    self.cache[source] = tokens if err is None else MediaError(*err)
+        finally:
+            _WORKER = None
 
     def text(self, text: str) -> np.ndarray:
         return np.asarray(self.doc.encode([TextSegment(text)], bos=False, eos=False), dtype=np.int64)
@@ -151,9 +197,11 @@ class _Tokenize:
 
 
 def build_corpus(train: list, heldout: list, doc_tok: DocumentTokenizer, sample_rate: int,
-                 video_fps: float) -> Corpus:
-    """Tokenize the records of both splits. Items missing a decodable view keep their other views (logged)."""
+                 video_fps: float, workers: int = 1) -> Corpus:
+    """Tokenize the records of both splits. Items missing a decodable view keep their other views (logged).
+    `workers` > 1 decodes and encodes the media files in that many processes first (same corpus)."""
     tok = _Tokenize(doc_tok, sample_rate, video_fps)
+    tok.prefetch(list(train) + list(heldout), workers)
     items: list[CorpusItem] = []
     by_id: dict[str, CorpusItem] = {}
     documents: list[np.ndarray] = []

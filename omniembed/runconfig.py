@@ -41,6 +41,7 @@ class DataConfig:
     lm_max_len: int = 256  # LM sequences are cropped to this many tokens
     caption_sequences: bool = True  # add "<image> codes </image> caption" LM sequences (and audio, video)
     caption_loss: str = "text"  # on caption sequences the next-token loss counts: "text" (the caption) | "all"
+    workers: int | None = None  # processes that decode and tokenize media for the corpus; None: the CPUs, up to 8
 
 
 @dataclass
@@ -171,6 +172,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"data.synth_video={cfg.data.synth_video!r}: must be mp4, webm or none")
     if cfg.data.caption_loss not in ("text", "all"):
         raise ConfigError(f"data.caption_loss={cfg.data.caption_loss!r}: must be 'text' or 'all'")
+    if cfg.data.workers is not None and cfg.data.workers < 1:
+        raise ConfigError(f"data.workers={cfg.data.workers}: must be >= 1 (or null: one per CPU, up to 8)")
     if cfg.data.max_view_tokens < 4 or cfg.data.lm_max_len < 4:
         raise ConfigError("data.max_view_tokens and data.lm_max_len must be >= 4")
     if not isinstance(cfg.model.get("size"), str):

@@ -34,6 +34,7 @@ def test_dotted_overrides_reach_their_section_with_yaml_values():
     ("loop.steps=0", ["loop.steps"]),
     ("train.precision=fp8", ["fp8"]),
     ("loop.steps", ["key=value"]),
+    ("data.workers=0", ["data.workers"]),
 ])
 def test_bad_keys_and_values_raise_config_errors_naming_them(override, words):
     with pytest.raises(ConfigError) as info:

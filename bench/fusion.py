@@ -112,7 +112,7 @@ def run_arm(kind: str, cfg: runconfig.RunConfig, corpus, doc_tok, seed: int) -> 
         res = trainer.train_step(lm=lm, pairs=pairs)
         if res.skipped:
             continue
-        tokens += int(pairs.a_mask.sum() + pairs.b_mask.sum()) + (0 if lm is None else int(lm.pad_mask.sum()))
+        tokens += pairs.tokens() + (0 if lm is None else int(lm.pad_mask.sum()))
         curve["step"].append(res.step)
         curve["con"].append(res.stats.get("con/loss", float("nan")))
         curve["lm"].append(res.stats.get("lm/ce", float("nan")))
@@ -296,9 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     data = runconfig.load_dict(args.config, args.overrides)
     (data.get("model") or {}).pop("kind", None)  # each arm sets its own kind
     cfg = runconfig.from_dict(data, source=args.config)
-    torch.set_num_threads(cfg.loop.threads)
     corpus, doc_tok = prepare(cfg, args.out / "shared")
-    dim = max(T.build_model_config(cfg, doc_tok.vocab).embed_dims)
+    torch.set_num_threads(cfg.loop.threads)  # after the tokenizer stage, which sets its own
+    dim = max(T.build_model_config(cfg, doc_tok.vocab, doc_tok.tokens_per_image).embed_dims)
     runs = []
     for seed in args.seeds:
         for kind in MODEL_KINDS:

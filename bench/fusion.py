@@ -224,9 +224,7 @@ def write_report(runs, summary, dim, cfg, cmd, load, out_md: Path, out_png: Path
         "- the late model's next-token head is partitioned by modality (tower m scores modality m's ids), an "
         "inductive bias the early trunk's single head lacks: lower media-code CE can come from that partition, not "
         "from fusion; its caption words are predicted without the media (the towers never meet), so its caption "
-        "rates are its prior over words, a baseline for the early model's;",
-        "- image pairs sit near chance in both arms when the image tokenizer separates the world's attributes poorly "
-        "(compare bench/results/recall_matrix.md): the fusion comparison is carried by the text/audio/video pairs.",
+        "rates are its prior over words, a baseline for the early model's.",
         "",
         f"![early vs late fusion]({out_png.name})",
         "",

@@ -294,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     data = runconfig.load_dict(args.config, args.overrides)
     (data.get("model") or {}).pop("kind", None)  # each arm sets its own kind
     cfg = runconfig.from_dict(data, source=args.config)
+    torch.set_num_threads(cfg.loop.threads)
     corpus, doc_tok = prepare(cfg, args.out / "shared")
-    torch.set_num_threads(cfg.loop.threads)  # after the tokenizer stage, which sets its own
     dim = max(T.build_model_config(cfg, doc_tok.vocab, doc_tok.tokens_per_image).embed_dims)
     runs = []
     for seed in args.seeds:

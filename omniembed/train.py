@@ -246,7 +246,6 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
                             Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key, workers)
 
     model_cfg = build_model_config(cfg, doc_tok.vocab, doc_tok.tokens_per_image)
-    torch.set_num_threads(cfg.loop.threads)  # again: the tokenizer stage sets its own (tokenizer.threads)
     torch.manual_seed(cfg.seed)
     # model.kind: early (OmniModel) | late (LateFusionModel at OmniModel(model_cfg)'s parameter count)
     model = build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)

@@ -305,10 +305,19 @@ def train_audio_tokenizer(waves: list[np.ndarray], cfg: TokenizerConfig) -> tupl
 
 # --- the stage ------------------------------------------------------------------------------------------------
 def train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfig) -> dict[str, Any]:
-    """Run the whole stage; returns the report (also written to out/report.json)."""
+    """Run the whole stage on `cfg.threads` torch threads; returns the report (also written to
+    out/report.json). The caller's thread count is restored after: omniembed.train runs the trunk next."""
+    caller_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _train_tokenizers(manifest, out, cfg)
+    finally:
+        torch.set_num_threads(caller_threads)
+
+
+def _train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

@@ -140,3 +140,21 @@ def test_held_out_reconstructions_keep_the_shape_colour_and_outline(tiny_tokeniz
         # measured 0.45-0.85 with tiny.yaml on world version 2, whose wider speed lines fall in the saturated
         # mask too (0.56-0.89 on version 1); a reconstruction that lost the outline scores near 0
         assert iou > 0.4, (r.id, r.attributes, float(iou))
+
+
+def test_the_stage_runs_on_its_own_thread_count_and_gives_the_callers_back(tmp_path):
+    # omniembed.train trains the trunk right after this stage, on loop.threads: the stage must not leave its
+    # tokenizer.threads behind, also when it fails (here: no image or sound to learn from)
+    from omniembed.errors import ManifestError
+    from omniembed.tokenization.config import TokenizerConfig
+    from omniembed.tokenization.train import train_tokenizers
+
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "kind": "item", "views": {"text": ["a red circle"]}}) + "\n")
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(ManifestError, match="image"):
+            train_tokenizers(manifest, tmp_path / "t", TokenizerConfig(threads=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

@@ -56,7 +56,7 @@ def prepare(cfg: runconfig.RunConfig, shared: Path):
     key = T.fingerprint(manifest, heldout, tok_dir, cfg)
     cache = Path(cfg.data.corpus_cache) if getattr(cfg.data, "corpus_cache", None) else shared
     corpus = T.prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
-                              cache, key)
+                              cache, key, cfg.data.workers)
     return corpus, doc_tok
 
 

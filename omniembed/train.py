@@ -119,7 +119,9 @@ def fingerprint(manifest: Path, heldout: Path | None, tok_dir: Path, cfg: runcon
 
 
 def prepare_corpus(manifest: Path, heldout: Path | None, tok_dir: Path, doc_tok, video_fps: float,
-                   sample_rate: int, cache_dir: Path, key: str, workers: int = 1) -> Corpus:
+                   sample_rate: int, cache_dir: Path, key: str, workers: int | None = None) -> Corpus:
+    """The tokenized corpus from cache_dir, built first (rank 0, `workers` processes; None: one per CPU, up
+    to 8) unless it holds one made from the same manifests, tokenizers and view limits (`key`)."""
     stamp = cache_dir / "corpus.key"
     if not _seen_by_all(stamp.is_file() and stamp.read_text() == key and (cache_dir / "corpus.json").is_file()):
         if D.rank() == 0:
@@ -130,6 +132,7 @@ def prepare_corpus(manifest: Path, heldout: Path | None, tok_dir: Path, doc_tok,
             held = load_manifest(heldout) if heldout is not None else []
             held += [r for r in train if r.split == "heldout"]
             train = [r for r in train if r.split != "heldout"]
+            workers = workers if workers is not None else min(8, os.cpu_count() or 1)
             corpus = build_corpus(train, held, doc_tok, sample_rate, video_fps, workers)
             cache_dir.mkdir(parents=True, exist_ok=True)
             corpus.save(cache_dir)
@@ -241,9 +244,8 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
     toks = load_tokenizers(tok_dir)
     doc_tok = DocumentTokenizer.from_tokenizers(toks.text, toks.image, toks.audio, video_fps=toks.config.video_fps)
     key = fingerprint(manifest, heldout, tok_dir, cfg)
-    workers = cfg.data.workers if cfg.data.workers is not None else min(8, os.cpu_count() or 1)
     corpus = prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
-                            Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key, workers)
+                            Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key, cfg.data.workers)
 
     model_cfg = build_model_config(cfg, doc_tok.vocab, doc_tok.tokens_per_image)
     torch.manual_seed(cfg.seed)

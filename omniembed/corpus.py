@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from omniembed.data.manifest import Document, Item
+from omniembed.data.manifest import Document, Item, media_of
 from omniembed.errors import ManifestError, MediaError
 from omniembed.tokenization.document import DocumentTokenizer, TextSegment, _media_segment
 
@@ -160,8 +160,7 @@ class _Tokenize:
         the blocks are the same as the inline path's, in any order, so the corpus does not depend on workers."""
         todo, seen = [], set(self.cache)
         for r in records:
-            media = list(r.media.values()) if isinstance(r, Item) else [s.media for s in r.segments if s.media]
-            for m in media:
+            for _, m in media_of(r):
                 if m.source not in seen:
                     seen.add(m.source)
                     todo.append(m)

@@ -125,9 +125,6 @@ _WORKER: "_Tokenize | None" = None  # the parent's tokenizer, inherited by forke
 
 
 def _encode_in_worker(media) -> tuple[str, np.ndarray | None, tuple[str, str] | None]:
-    import torch
-
-    torch.set_num_threads(1)
     try:
         return media.source, _WORKER.encode_media(media), None
     except MediaError as err:  # sent back as its fields: the exception itself does not unpickle
@@ -170,7 +167,10 @@ class _Tokenize:
         global _WORKER
         _WORKER = self
         try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            import torch
+
+            # one torch thread per worker: the workers already fill the CPUs
+            with multiprocessing.get_context("fork").Pool(workers, torch.set_num_threads, (1,)) as pool:
                 for source, tokens, err in tqdm(pool.imap_unordered(_encode_in_worker, todo, chunksize=16),
                                                 total=len(todo), desc="tokenize media", unit="file", leave=False):
                     self.cache[source] = tokens if err is None else MediaError(*err)

@@ -37,17 +37,16 @@ def attribute_misses(run_dir: Path) -> tuple[list[str], dict[str, dict[str, floa
     """Per target pair, the share of held-out queries whose top-1 (full dim) differs in each attribute."""
     import torch
     import torch.nn.functional as F
-    import yaml
 
     from omniembed.corpus import Corpus
     from omniembed.evaluate import embed_sequences
     from omniembed.run import load_run
 
-    cfg = yaml.safe_load((run_dir / "train.yaml").read_text())
-    corpus = Corpus.load(Path(cfg["data"].get("corpus_cache") or run_dir))
+    run = load_run(run_dir)  # its config is the run's train.yaml
+    corpus = Corpus.load(Path(run.config["data"].get("corpus_cache") or run_dir))
     held = corpus.split("heldout")
-    model = load_run(run_dir).model
-    max_tokens = cfg["data"]["max_view_tokens"]
+    model = run.model
+    max_tokens = run.config["data"]["max_view_tokens"]
     with torch.no_grad():
         emb = {m: F.normalize(embed_sequences(model, [corpus.view_ids(corpus.items[i], m, 0, max_tokens)
                                                       for i in held]), dim=-1) for m in MODALITIES}

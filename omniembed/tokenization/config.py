@@ -76,6 +76,9 @@ class TokenizerConfig:
     max_images: int = 0  # cap on decoded images + video frames (0: no cap)
     max_clips: int = 0  # cap on decoded sounds + video audio tracks (0: no cap)
     threads: int = 2  # torch intra-op threads during training
+    # processes: media decoding is spread over them, and with 2 or more the audio tokenizer trains in a
+    # second process beside the image one; None: one per CPU, up to 8. The result does not depend on it.
+    workers: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -135,6 +138,8 @@ class TokenizerConfig:
             raise ConfigError(f"image_blocks={self.image_blocks}: must be >= 0")
         if not 0 <= self.vq_warmup < 1:
             raise ConfigError(f"vq_warmup={self.vq_warmup}: must be in [0, 1)")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers={self.workers}: must be >= 1 (or null for one per CPU)")
         if not 0 < self.eval_fraction < 1:
             raise ConfigError(f"eval_fraction={self.eval_fraction}: must be in (0, 1)")
 

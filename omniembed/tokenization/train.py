@@ -10,14 +10,21 @@ VQ-VAE on images and video frames; fit the mel normaliser and train the audio VQ
 measure both tokenizers on a held-out share of the media against the constant baseline (the mean training
 image / the mean training mel); write TOKDIR (see omniembed.tokenization.store) with report.json.
 A file that fails to decode is skipped with a log line naming it, and listed in the report.
+With `workers` of 2 or more (default: one per CPU, up to 8) the media are decoded in that many processes and the
+audio tokenizer trains in a second process beside the image one; the tokenizers come out the same (tested).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import logging
 import math
+import multiprocessing
+import os
+import pickle
 import sys
 import time
 from dataclasses import dataclass, field
@@ -62,11 +69,19 @@ class Corpus:
     skipped: list[str] = field(default_factory=list)
 
 
+def resolve_workers(workers: int | None) -> int:
+    return workers if workers is not None else min(8, os.cpu_count() or 1)
+
+
 def collect_corpus(records: list, cfg: TokenizerConfig) -> Corpus:
-    """Texts of every record; each distinct media file decoded once (documents reuse items' files)."""
+    """Texts of every record; each distinct media file decoded once (documents reuse items' files).
+
+    With more than one worker the files are decoded in forked processes, in order, so the corpus (and with it
+    the tokenizers' training split) is the same whatever the worker count."""
     corpus = Corpus()
+    todo: list = []
     seen: set[str] = set()
-    for record in tqdm(records, desc="decode media", unit="rec", leave=False):
+    for record in records:
         if isinstance(record, Item):
             corpus.counts["items"] += 1
             corpus.texts.extend(record.texts)
@@ -76,35 +91,76 @@ def collect_corpus(records: list, cfg: TokenizerConfig) -> Corpus:
             corpus.texts.extend(s.text for s in record.segments if s.text)
             media = [s.media for s in record.segments if s.media is not None]
         for m in media:
-            if m.source in seen:
-                continue
-            seen.add(m.source)
-            try:
-                _decode_into(corpus, m, cfg)
-            except MediaError as err:
-                corpus.skipped.append(f"{m.source}: {err.reason}")
-                log.warning("skipping %s: %s", m.source, err.reason)
+            if m.source not in seen:
+                seen.add(m.source)
+                todo.append(m)
     corpus.counts["texts"] = len(corpus.texts)
+    with _decoded(todo, cfg) as decoded:
+        for media, got in tqdm(decoded, total=len(todo), desc="decode media", unit="file", leave=False):
+            if isinstance(got, MediaError):
+                corpus.skipped.append(f"{media.source}: {got.reason}")
+                log.warning("skipping %s: %s", media.source, got.reason)
+            else:
+                _add_decoded(corpus, media.modality, got, cfg)
+            if _full(corpus, cfg):
+                break
     return corpus
 
 
-def _decode_into(corpus: Corpus, media, cfg: TokenizerConfig) -> None:
+def _full(corpus: Corpus, cfg: TokenizerConfig) -> bool:
+    return bool(cfg.max_images and len(corpus.images) >= cfg.max_images
+                and cfg.max_clips and len(corpus.waves) >= cfg.max_clips)
+
+
+def _decode(media, cfg: TokenizerConfig):
+    """The decoded media of one file (an image, a wave, or a video's frames and track), or its MediaError."""
+    try:
+        data = media.read_bytes()
+        if media.modality == "image":
+            return decode_image(data)
+        if media.modality == "audio":
+            return decode_audio(data, sample_rate=cfg.sample_rate)
+        video = decode_video(data, fps=cfg.video_fps, sample_rate=cfg.sample_rate, with_audio=True)
+        return video.frames, video.audio
+    except MediaError as err:
+        return err
+
+
+def _decode_in_worker(media, cfg: TokenizerConfig):
+    got = _decode(media, cfg)
+    # a MediaError goes back as its fields: the exception itself does not unpickle
+    return (None, (got.source, got.reason)) if isinstance(got, MediaError) else (got, None)
+
+
+@contextlib.contextmanager
+def _decoded(todo: list, cfg: TokenizerConfig):
+    """(media, decoded) pairs in `todo` order, decoded in `cfg.workers` forked processes where that helps."""
+    workers = resolve_workers(cfg.workers)
+    if workers <= 1 or len(todo) < 2 * workers or not sys.platform.startswith("linux"):
+        yield ((m, _decode(m, cfg)) for m in todo)
+        return
+    # one torch thread per worker: the workers already fill the CPUs
+    with multiprocessing.get_context("fork").Pool(workers, torch.set_num_threads, (1,)) as pool:
+        results = pool.imap(functools.partial(_decode_in_worker, cfg=cfg), todo, chunksize=16)
+        yield ((m, got if err is None else MediaError(*err)) for m, (got, err) in zip(todo, results))
+
+
+def _add_decoded(corpus: Corpus, modality: str, got, cfg: TokenizerConfig) -> None:
     images_full = cfg.max_images and len(corpus.images) >= cfg.max_images
     clips_full = cfg.max_clips and len(corpus.waves) >= cfg.max_clips
-    if media.modality == "image" and not images_full:
-        corpus.images.append(decode_image(media.read_bytes()))
+    if modality == "image" and not images_full:
+        corpus.images.append(got)
         corpus.counts["images"] += 1
-    elif media.modality == "audio" and not clips_full:
-        corpus.waves.append(decode_audio(media.read_bytes(), sample_rate=cfg.sample_rate))
+    elif modality == "audio" and not clips_full:
+        corpus.waves.append(got)
         corpus.counts["sounds"] += 1
-    elif media.modality == "video" and not (images_full and clips_full):
-        video = decode_video(media.read_bytes(), fps=cfg.video_fps, sample_rate=cfg.sample_rate,
-                             with_audio=not clips_full)
+    elif modality == "video":
+        frames, audio = got
         if not images_full:
-            corpus.images.extend(video.frames)
-            corpus.counts["video_frames"] += len(video.frames)
-        if video.audio is not None and video.audio.size > 0 and not clips_full:
-            corpus.waves.append(video.audio)
+            corpus.images.extend(frames)
+            corpus.counts["video_frames"] += len(frames)
+        if audio is not None and audio.size > 0 and not clips_full:
+            corpus.waves.append(audio)
             corpus.counts["video_tracks"] += 1
 
 
@@ -128,7 +184,7 @@ def lr_at(step: int, total: int, base: float, warmup_frac: float = 0.05, floor: 
 
 
 def fit(model: torch.nn.Module, batches: Callable[[int], torch.Tensor], steps: int, lr: float,
-        cfg: TokenizerConfig, name: str, warmup: int = 0) -> dict[str, Any]:
+        cfg: TokenizerConfig, name: str, warmup: int = 0, bar_position: int = 0) -> dict[str, Any]:
     """Adam over `steps` batches of model.loss(batch); logs running MSE and codebook usage periodically.
 
     The first `warmup` steps train a plain autoencoder (the quantiser is bypassed), then
@@ -142,7 +198,7 @@ def fit(model: torch.nn.Module, batches: Callable[[int], torch.Tensor], steps: i
     model.quantizer.bypass = warmup > 0
     model.quantizer.reset_usage()
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=f"train {name}", unit="step", leave=False)
+    bar = tqdm(range(steps), desc=f"train {name}", unit="step", leave=False, position=bar_position)
     for step in bar:
         if step == warmup:
             start_codebook(model, batches, step)
@@ -216,6 +272,7 @@ def evaluate_image(model: ImageTokenizer, x_eval: torch.Tensor, mean_image: torc
 
 
 def train_image_tokenizer(images: list[np.ndarray], cfg: TokenizerConfig) -> tuple[ImageTokenizer, dict]:
+    torch.manual_seed(cfg.seed)  # its own seed: the same model whether it trains first, second or beside audio
     model = ImageTokenizer(cfg)
     x_all = preprocess_all(model, images)  # (N, 3, S, S)
     train_idx, eval_idx = split_indices(len(x_all), cfg.eval_fraction, cfg.seed)
@@ -276,11 +333,14 @@ def evaluate_audio(model: AudioTokenizer, mels_eval: list[torch.Tensor]) -> dict
             "usage": code_usage(torch.cat(codes), model.codebook_size)}
 
 
-def train_audio_tokenizer(waves: list[np.ndarray], cfg: TokenizerConfig) -> tuple[AudioTokenizer, dict]:
+def train_audio_tokenizer(waves: list[np.ndarray], cfg: TokenizerConfig,
+                          bar_position: int = 0) -> tuple[AudioTokenizer, dict]:
+    torch.manual_seed(cfg.seed + 1)  # its own seed, as the image tokenizer's
     model = AudioTokenizer(cfg)
     with torch.no_grad():
+        # each (n_mels, M * p) in dB
         mels = [model.mel(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None])[0]
-                for w in tqdm(waves, desc="log-mel", unit="clip", leave=False)]  # each (n_mels, M * p) in dB
+                for w in tqdm(waves, desc="log-mel", unit="clip", leave=False, position=bar_position)]
     train_idx, eval_idx = split_indices(len(mels), cfg.eval_fraction, cfg.seed)
     mels_train, mels_eval = [mels[i] for i in train_idx], [mels[i] for i in eval_idx]
     model.fit_normalizer(mels_train)
@@ -295,12 +355,44 @@ def train_audio_tokenizer(waves: list[np.ndarray], cfg: TokenizerConfig) -> tupl
 
     log.info("audio tokenizer: %d training / %d held-out clips, crops of %d frames, %d codes, %.1f tokens/s",
              len(mels_train), len(mels_eval), frames, cfg.audio_codebook, cfg.audio_tokens_per_second)
-    training = fit(model, batches, cfg.audio_steps, cfg.audio_lr, cfg, "audio", int(cfg.vq_warmup * cfg.audio_steps))
+    training = fit(model, batches, cfg.audio_steps, cfg.audio_lr, cfg, "audio", int(cfg.vq_warmup * cfg.audio_steps),
+                   bar_position)
     result = evaluate_audio(model, mels_eval)
     result.update(train_clips=len(mels_train), eval_clips=len(mels_eval), restarts=model.quantizer.restarts,
                   training=training,
                   eval_seconds=sum(m.shape[1] for m in mels_eval) * cfg.hop / cfg.sample_rate)
     return model, result
+
+
+def _call_in_worker(fn, args, kwargs):
+    try:
+        return fn(*args, **kwargs), None
+    except Exception as err:  # noqa: BLE001 - sent back to be raised in the caller
+        try:
+            pickle.loads(pickle.dumps(err))
+        except Exception:  # noqa: BLE001 - an exception that does not unpickle would hang the pool
+            err = RuntimeError(f"{type(err).__name__}: {err}")
+        return None, err
+
+
+@contextlib.contextmanager
+def _beside(fn: Callable, args: tuple, workers: int, worker_kwargs: dict | None = None):
+    """Start fn(*args, **worker_kwargs) in a forked process (on the caller's torch thread count) and yield a
+    function that waits for its result, raising its error. With one worker, or off Linux, fn(*args) runs when
+    the result is asked for. Leaving the block kills an unfinished job: an error here does not wait for it."""
+    if workers < 2 or not sys.platform.startswith("linux"):
+        yield lambda: fn(*args)
+        return
+    with multiprocessing.get_context("fork").Pool(1, torch.set_num_threads, (torch.get_num_threads(),)) as pool:
+        job = pool.apply_async(_call_in_worker, (fn, args, worker_kwargs or {}))
+
+        def result():
+            value, err = job.get()
+            if err is not None:
+                raise err
+            return value
+
+        yield result
 
 
 # --- the stage ------------------------------------------------------------------------------------------------
@@ -342,16 +434,18 @@ def _train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfi
     timings["text_s"] = time.perf_counter() - t
     log.info("text BPE: %d tokens from %d texts in %.1fs", text.vocab_size, len(corpus.texts), timings["text_s"])
 
-    t = time.perf_counter()
-    image_tok, image_report = train_image_tokenizer(corpus.images, cfg)
-    timings["image_s"] = time.perf_counter() - t
-    log.info("image tokenizer: held-out mse %.5f vs mean-image %.5f (ratio %.3f), %d/%d codes used, perplexity %.1f",
-             image_report["recon_mse"], image_report["baseline_mse"], image_report["ratio"],
-             image_report["usage"]["codes_used"], cfg.image_codebook, image_report["usage"]["perplexity"])
-
-    t = time.perf_counter()
-    audio_tok, audio_report = train_audio_tokenizer(corpus.waves, cfg)
-    timings["audio_s"] = time.perf_counter() - t
+    # the audio tokenizer trains in a second process while this one trains the image tokenizer (2+ workers)
+    # (its progress bars on the second line)
+    with _beside(train_audio_tokenizer, (corpus.waves, cfg), resolve_workers(cfg.workers),
+                 {"bar_position": 1}) as audio_result:
+        t = time.perf_counter()
+        image_tok, image_report = train_image_tokenizer(corpus.images, cfg)
+        timings["image_s"] = time.perf_counter() - t
+        log.info("image tokenizer: held-out mse %.5f vs mean-image %.5f (ratio %.3f), %d/%d codes used, "
+                 "perplexity %.1f", image_report["recon_mse"], image_report["baseline_mse"], image_report["ratio"],
+                 image_report["usage"]["codes_used"], cfg.image_codebook, image_report["usage"]["perplexity"])
+        audio_tok, audio_report = audio_result()
+    timings["audio_s"] = audio_report["training"]["seconds"]
     log.info("audio tokenizer: held-out mse %.2f dB^2 vs mean-mel %.2f dB^2 (ratio %.3f), %d/%d codes used, "
              "perplexity %.1f", audio_report["recon_mse_db2"], audio_report["baseline_mse_db2"],
              audio_report["ratio"], audio_report["usage"]["codes_used"], cfg.audio_codebook,

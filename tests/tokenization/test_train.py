@@ -158,3 +158,62 @@ def test_the_stage_runs_on_its_own_thread_count_and_gives_the_callers_back(tmp_p
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_workers_decode_and_train_beside_each_other_to_the_same_tokenizers(synth_world, tmp_path):
+    # workers=2 decodes in forked processes and trains the audio tokenizer beside the image one; the result,
+    # a corrupt file skipped included, must be the one of the plain one-process run
+    import shutil
+
+    from omniembed.tokenization.config import TokenizerConfig
+    from omniembed.tokenization.train import train_tokenizers
+
+    world = tmp_path / "world"
+    shutil.copytree(synth_world.root, world)
+    broken = sorted(world.rglob("*.png"))[3]
+    broken.write_bytes(b"not a png at all")
+    cfg = TokenizerConfig.from_yaml(TINY_CONFIG)
+    runs = {}
+    for workers in (1, 2):
+        short = TokenizerConfig.from_dict({**cfg.to_dict(), "image_steps": 30, "audio_steps": 30, "log_every": 10,
+                                           "workers": workers})
+        report = train_tokenizers(world / "manifest.jsonl", tmp_path / f"w{workers}", short)
+        states = {kind: torch.load(tmp_path / f"w{workers}" / name, weights_only=False)
+                  for kind, name in (("image", IMAGE_FILE), ("audio", AUDIO_FILE))}
+        runs[workers] = report, states
+    (one, one_states), (two, two_states) = runs[1], runs[2]
+    assert len(one["data"]["skipped"]) == 1 and broken.name in one["data"]["skipped"][0]
+    assert two["data"] == one["data"]
+    for kind in ("image", "audio"):
+        assert two[kind]["recon_mse" if kind == "image" else "recon_mse_db2"] == \
+            one[kind]["recon_mse" if kind == "image" else "recon_mse_db2"]
+        a, b = _tensors(one_states[kind]), _tensors(two_states[kind])
+        assert a.keys() == b.keys() and a
+        for name in a:
+            assert torch.equal(a[name], b[name]), (kind, name)
+
+
+def _tensors(obj, prefix=""):
+    """Every tensor in a saved tokenizer file, by its path in the nested dicts."""
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    if isinstance(obj, dict):
+        return {k: v for key, val in obj.items() for k, v in _tensors(val, f"{prefix}/{key}").items()}
+    return {}
+
+
+def test_an_error_in_the_job_beside_is_raised_in_the_caller():
+    from omniembed.errors import ConfigError, MediaError
+    from omniembed.tokenization.train import _beside
+
+    with _beside(_fails_with, (ConfigError, "bad knob"), workers=2) as result:
+        with pytest.raises(ConfigError, match="bad knob"):
+            result()
+    # an exception that does not survive pickling comes back as a RuntimeError naming it, not as a hang
+    with _beside(_fails_with, (MediaError, "a.png", "truncated"), workers=2) as result:
+        with pytest.raises(RuntimeError, match="MediaError: a.png: truncated"):
+            result()
+
+
+def _fails_with(kind, *args):
+    raise kind(*args)  # made in the worker: a MediaError could not even be sent to it

@@ -73,7 +73,10 @@ class LoopConfig:
     caption_tokens: int = 24
     ckpt_every: int = 0  # 0: checkpoint at the end only
     log_every: int = 10
-    threads: int = 2
+    threads: int = 2  # torch threads (per process, with processes > 1)
+    # CPU data parallelism: above 1, `python -m omniembed.train` prepares the data, then runs itself as this
+    # many DDP ranks under torchrun (the same global batches, split; GPUs: run torchrun yourself)
+    processes: int = 1
 
 
 @dataclass
@@ -148,7 +151,7 @@ def from_dict(data: dict, source: str = "train config") -> RunConfig:
 
 def validate(cfg: RunConfig) -> None:
     loop = cfg.loop
-    for key in ("steps", "pair_batch", "lm_batch", "threads"):
+    for key in ("steps", "pair_batch", "lm_batch", "threads", "processes"):
         if getattr(loop, key) < 1:
             raise ConfigError(f"loop.{key}={getattr(loop, key)}: must be >= 1")
     for key in ("lm_every", "eval_every", "ckpt_every", "eval_captions", "caption_tokens"):

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ from omniembed.trainer import Trainer, TrainingDiverged
 
 log = logging.getLogger("omniembed.train")
 CONFIG_FILE, CHECKPOINT_FILE, EVAL_FILE, LOG_FILE = "train.yaml", "checkpoint.pt", "eval.jsonl", "train.log"
-STEPS_FILE = "steps.jsonl"  # one line per applied step: step, loss, the loss terms, lr, pair
+STEPS_FILE = "steps.jsonl"  # one line per applied step: step, loss, the loss terms, lr, pair, seconds into the loop
 TOKENIZER_DIR = "tokenizers"
 REPO = Path(__file__).resolve().parents[1]
 # headline pairs of the recall target; logged on one line at each evaluation
@@ -231,11 +232,9 @@ def build_model_config(cfg: runconfig.RunConfig, vocab, image_tokens: int = 0):
     return config_for_vocabulary(cfg.model["size"], vocab, image_tokens=image_tokens or 0, **overrides)
 
 
-def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at: int | None = None) -> dict:
-    """All stages; returns the last evaluation record (rank 0) or {} (other ranks)."""
-    started = time.perf_counter()
-    torch.set_num_threads(cfg.loop.threads)
-    device = D.init_from_env()
+def prepare_data(cfg: runconfig.RunConfig, run_dir: Path):
+    """Stages 0-2, each skipped where RUN_DIR (or data.corpus_cache) already holds its output: returns the
+    document tokenizer, the corpus fingerprint and the corpus."""
     manifest, heldout = resolve_data(cfg, run_dir)
     tok_dir = prepare_tokenizers(cfg, run_dir, manifest)
     from omniembed.tokenization.document import DocumentTokenizer
@@ -246,6 +245,15 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
     key = fingerprint(manifest, heldout, tok_dir, cfg)
     corpus = prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
                             Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key, cfg.data.workers)
+    return doc_tok, key, corpus
+
+
+def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at: int | None = None) -> dict:
+    """All stages; returns the last evaluation record (rank 0) or {} (other ranks)."""
+    started = time.perf_counter()
+    torch.set_num_threads(cfg.loop.threads)
+    device = D.init_from_env()
+    doc_tok, key, corpus = prepare_data(cfg, run_dir)
 
     model_cfg = build_model_config(cfg, doc_tok.vocab, doc_tok.tokens_per_image)
     torch.manual_seed(cfg.seed)
@@ -300,14 +308,15 @@ def train(cfg: runconfig.RunConfig, run_dir: Path, resume: bool = False, stop_at
         if writer is not None:
             with open(run_dir / STEPS_FILE, "a") as f:
                 f.write(json.dumps({"step": res.step, "loss": res.loss, "lr": res.lr, "grad_norm": res.grad_norm,
-                                    "pair": pair_name, **{k: v for k, v in s.items()}}) + "\n")
+                                    "pair": pair_name, "seconds": round(time.perf_counter() - t0, 3),
+                                    **{k: v for k, v in s.items()}}) + "\n")
             writer.add_scalar("train/loss", res.loss, res.step)
             writer.add_scalar("train/lr", res.lr, res.step)
             writer.add_scalar("train/grad_norm", res.grad_norm, res.step)
             for k, v in s.items():
                 writer.add_scalar(k.replace("@", "_at_"), v, res.step)
         if cfg.loop.log_every and res.step % cfg.loop.log_every == 0:
-            rate = tokens / (time.perf_counter() - t0)
+            rate = tokens * D.world_size() / (time.perf_counter() - t0)  # every rank's share is about this one's
             log.info("step %d/%d loss %.4f con %.4f lm %.4f temp %.4f lr %.2e grad %.2f (%s) %.0f tok/s", res.step,
                      cfg.loop.steps, res.loss, s.get("con/loss", float("nan")), s.get("lm/ce", float("nan")),
                      s.get("temperature", float("nan")), res.lr, res.grad_norm, pair_name, rate)
@@ -358,9 +367,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = runconfig.from_dict(data, source=str(config_path))
         if args.resume and not (run_dir / CHECKPOINT_FILE).is_file():
             raise ConfigError(f"--resume: {run_dir / CHECKPOINT_FILE} does not exist")
-        D.init_from_env()
         run_dir.mkdir(parents=True, exist_ok=True)
+        launch = cfg.loop.processes > 1 and "WORLD_SIZE" not in os.environ
+        if not launch:
+            D.init_from_env()
         handlers = _setup_logging(run_dir)
+        if launch and torch.cuda.is_available():
+            log.warning("loop.processes=%d is CPU data parallelism; on GPUs launch torchrun yourself (one rank "
+                        "per GPU): training in this one process", cfg.loop.processes)
+        elif launch:
+            return _launch_ranks(cfg, run_dir, sys.argv[1:] if argv is None else list(argv))
         train(cfg, run_dir, resume=args.resume, stop_at=args.stop_at)
     except (ConfigError, ManifestError, TrainingDiverged) as err:
         if handlers:
@@ -374,6 +390,24 @@ def main(argv: list[str] | None = None) -> int:
             h.close()
         D.shutdown()
     return 0
+
+
+def _launch_ranks(cfg: runconfig.RunConfig, run_dir: Path, argv: list[str]) -> int:
+    """loop.processes > 1 on CPU: stages 0-2 here (their own worker processes fill the CPUs), then this same
+    command as that many DDP ranks under torchrun, each on loop.threads threads; they find the data ready.
+    Small matrices use 2 cores better as 2 one-thread ranks than as one 2-thread process (see small.yaml)."""
+    torch.set_num_threads(cfg.loop.threads)
+    prepare_data(cfg, run_dir)
+    n = cfg.loop.processes
+    log.info("training on %d data-parallel CPU processes (loop.processes) of %d thread(s) each, under torchrun",
+             n, cfg.loop.threads)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
+           "-m", "omniembed.train", *argv]
+    # OMP_NUM_THREADS set: torchrun would otherwise print a banner and set it to 1 itself
+    code = subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": str(cfg.loop.threads)})
+    if code != 0:
+        log.error("training ranks failed (torchrun exit %d); rank 0's error is in %s", code, run_dir / LOG_FILE)
+    return code
 
 
 if __name__ == "__main__":

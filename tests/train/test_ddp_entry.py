@@ -24,6 +24,34 @@ def test_torchrun_two_cpu_processes_match_one_process_through_the_entry_point(ti
            "-m", "omniembed.train", *tiny_args(ddp, *extra)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _assert_same_parameters(single, ddp)
+
+
+@pytest.mark.slow
+def test_loop_processes_prepares_the_data_once_then_trains_as_that_many_ranks(tiny_args, tmp_path):
+    # `python -m omniembed.train ... loop.processes=2` (what configs/small.yaml does on CPU): the command
+    # itself prepares the data, then runs as 2 DDP ranks, to the parameters of one process
+    extra = ("loop.steps=4", "loop.lm_every=0", "loop.eval_captions=0", "loop.pair_batch=8")
+    single, ranks = tmp_path / "single", tmp_path / "ranks"
+    assert main(tiny_args(single, *extra)) == 0
+    assert main(tiny_args(ranks, *extra, "loop.processes=2", "loop.threads=1")) == 0
+    _assert_same_parameters(single, ranks)
+    log = (ranks / "train.log").read_text()
+    assert "2 data-parallel CPU processes" in log
+    assert log.count("tokenizers copied") == 1  # stage 1 ran once, in the launching process
+
+
+@pytest.mark.slow
+def test_loop_processes_reports_a_rank_failure_with_a_nonzero_exit(tiny_args, tmp_path):
+    out = tmp_path / "odd"
+    code = main(tiny_args(out, "loop.steps=2", "loop.pair_batch=7", "loop.processes=2", "loop.threads=1"))
+    assert code != 0
+    log = (out / "train.log").read_text()
+    assert "loop.pair_batch=7 does not split evenly over 2 processes" in log
+    assert "training ranks failed" in log
+
+
+def _assert_same_parameters(single, ddp):
     a, b = read_checkpoint(single / "checkpoint.pt"), read_checkpoint(ddp / "checkpoint.pt")
     assert a["step"] == b["step"] == 4
     # atol 1e-4 (0.03 of one step's lr): the 2 ranks sum the same gradients in another order, and Adam turns

@@ -24,6 +24,8 @@ def test_tiny_run_writes_the_agreed_run_directory(tiny_run):
     config = yaml.safe_load((tiny_run / "train.yaml").read_text())
     assert config["model"]["vocab_size"] > 0 and config["tokenizers"] == "tokenizers"
     assert read_checkpoint(tiny_run / "checkpoint.pt")["step"] == config["loop"]["steps"]
+    seconds = [s["seconds"] for s in steps_of(tiny_run)]  # into the loop: what bench.train_parallel times
+    assert seconds == sorted(seconds) and seconds[0] > 0
 
 
 def test_tiny_run_evaluates_recall_for_every_ordered_modality_pair_and_dim(tiny_run):

@@ -35,6 +35,7 @@ def test_dotted_overrides_reach_their_section_with_yaml_values():
     ("train.precision=fp8", ["fp8"]),
     ("loop.steps", ["key=value"]),
     ("data.workers=0", ["data.workers"]),
+    ("loop.processes=0", ["loop.processes"]),
 ])
 def test_bad_keys_and_values_raise_config_errors_naming_them(override, words):
     with pytest.raises(ConfigError) as info:

@@ -31,11 +31,17 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     fi
 fi
 
-pip install -e ".[dev]"
-
-if [ "$has_gpu" = 1 ]; then
-    # Same import names as the CPU packages: swap them rather than install side by side.
-    pip uninstall -y onnxruntime faiss-cpu || true
-    pip install -e ".[dev,gpu]"
+# The editable install only changes when pyproject.toml does (code changes need no reinstall): a stamp of it
+# skips the ~25 s pip re-check on later runs of the two commands.
+stamp="$VENV/.omniembed-install"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) gpu=$has_gpu"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$VENV/bin/python" -c "import omniembed" >/dev/null 2>&1; then
+    pip install -e ".[dev]"
+    if [ "$has_gpu" = 1 ]; then
+        # Same import names as the CPU packages: swap them rather than install side by side.
+        pip uninstall -y onnxruntime faiss-cpu || true
+        pip install -e ".[dev,gpu]"
+    fi
+    echo "$want" > "$stamp"
 fi
 echo "omniembed installed in $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

@@ -52,6 +52,10 @@ SUITE: dict[str, Bench] = {
         "bench.train_step", "training tokens/s of the joint step, fp32 vs bf16",
         args=("--out", "{out}/train_step.md"),
         quick=("--models", "tiny", "--steps", "2", "--out", "{out}/train_step.md")),
+    "train_parallel": Bench(
+        "bench.train_parallel", "training s/step on CPU: one process of 1 or 2 threads vs 2 data-parallel processes",
+        args=("{run}", "--out", "{out}/train_parallel.md"),
+        quick=("{run}", "--steps", "14", "--arms", "1x1,2x1", "--out", "{out}/train_parallel.md")),
     "index": Bench(
         "bench.index.run", "index recall@10 vs QPS (flat/HNSW/IVF-PQ), Matryoshka adaptive vs exact",
         args=("--n", "1000000", "--out", "{out}"),

@@ -68,7 +68,8 @@ def report(run_dir: Path, command: str, wall_s: float | None, out: Path) -> str:
     lines = results_header("`small` training on the synthetic world: held-out cross-modal recall", command)
     wall = wall_s if wall_s is not None else rec.get("wall_s")
     lines += [f"- run directory: `{run_dir}` (step {rec['step']})",
-              f"- wall time: {wall:.0f} s for the whole command (data tokenization + training + evaluations)"
+              f"- wall time: {wall:.0f} s for the training process up to its last evaluation (data stages included, "
+              "except where loop.processes > 1 ran them before, in the launching process; see the run's train.log)"
               if wall is not None else "- wall time: not recorded",
               f"- held-out items: {rec['recall']['items']} (attribute combinations never seen in training); "
               f"queries per modality {rec['recall']['queries']}",

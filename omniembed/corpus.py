@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from tqdm import tqdm
 from omniembed.data.manifest import Document, Item, media_of
 from omniembed.errors import ManifestError, MediaError
 from omniembed.tokenization.document import DocumentTokenizer, TextSegment, _media_segment
+from omniembed.workers import fork_pool, worth_forking
 
 log = logging.getLogger("omniembed.train")
 CORPUS_VERSION = 1
@@ -124,11 +123,11 @@ def group_key(item: Item) -> str:
 _WORKER: "_Tokenize | None" = None  # the parent's tokenizer, inherited by forked prefetch workers
 
 
-def _encode_in_worker(media) -> tuple[str, np.ndarray | None, tuple[str, str] | None]:
+def _encode_in_worker(media) -> tuple[str, np.ndarray | MediaError]:
     try:
-        return media.source, _WORKER.encode_media(media), None
-    except MediaError as err:  # sent back as its fields: the exception itself does not unpickle
-        return media.source, None, (err.source, err.reason)
+        return media.source, _WORKER.encode_media(media)
+    except MediaError as err:  # sent back, raised where the block is used, as on the inline path
+        return media.source, err
 
 
 class _Tokenize:
@@ -162,18 +161,15 @@ class _Tokenize:
                     seen.add(m.source)
                     todo.append(m)
         # fork: workers inherit the loaded tokenizers instead of loading them again (elsewhere: inline)
-        if workers <= 1 or len(todo) < 2 * workers or not sys.platform.startswith("linux"):
+        if not worth_forking(workers, len(todo)):
             return
         global _WORKER
         _WORKER = self
         try:
-            import torch
-
-            # one torch thread per worker: the workers already fill the CPUs
-            with multiprocessing.get_context("fork").Pool(workers, torch.set_num_threads, (1,)) as pool:
-                for source, tokens, err in tqdm(pool.imap_unordered(_encode_in_worker, todo, chunksize=16),
-                                                total=len(todo), desc="tokenize media", unit="file", leave=False):
-                    self.cache[source] = tokens if err is None else MediaError(*err)
+            with fork_pool(workers) as pool:
+                for source, got in tqdm(pool.imap_unordered(_encode_in_worker, todo, chunksize=16),
+                                        total=len(todo), desc="tokenize media", unit="file", leave=False):
+                    self.cache[source] = got
         finally:
             _WORKER = None
 

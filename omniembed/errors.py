@@ -16,6 +16,10 @@ class MediaError(OmniEmbedError, ValueError):
         self.reason = reason
         super().__init__(f"{source}: {reason}")
 
+    def __reduce__(self):
+        # pickled as its two fields, so it comes back whole from a worker process
+        return type(self), (self.source, self.reason)
+
 
 class ManifestError(OmniEmbedError, ValueError):
     """A manifest record is malformed; the message names the file, line and field."""

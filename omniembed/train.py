@@ -41,6 +41,7 @@ from omniembed.logs import attach_handlers
 from omniembed.model import OmniModel, config_for_vocabulary
 from omniembed.stream import TrainStream
 from omniembed.trainer import Trainer, TrainingDiverged
+from omniembed.workers import resolve_workers
 
 log = logging.getLogger("omniembed.train")
 CONFIG_FILE, CHECKPOINT_FILE, EVAL_FILE, LOG_FILE = "train.yaml", "checkpoint.pt", "eval.jsonl", "train.log"
@@ -133,8 +134,7 @@ def prepare_corpus(manifest: Path, heldout: Path | None, tok_dir: Path, doc_tok,
             held = load_manifest(heldout) if heldout is not None else []
             held += [r for r in train if r.split == "heldout"]
             train = [r for r in train if r.split != "heldout"]
-            workers = workers if workers is not None else min(8, os.cpu_count() or 1)
-            corpus = build_corpus(train, held, doc_tok, sample_rate, video_fps, workers)
+            corpus = build_corpus(train, held, doc_tok, sample_rate, video_fps, resolve_workers(workers))
             cache_dir.mkdir(parents=True, exist_ok=True)
             corpus.save(cache_dir)
             stamp.write_text(key)

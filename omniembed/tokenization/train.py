@@ -22,8 +22,6 @@ import functools
 import json
 import logging
 import math
-import multiprocessing
-import os
 import pickle
 import sys
 import time
@@ -45,6 +43,7 @@ from omniembed.tokenization.image import ImageTokenizer
 from omniembed.tokenization.store import REPORT_FILE, TEXT_FILE, save_tokenizers
 from omniembed.tokenization.text import TextTokenizer
 from omniembed.tokenization.vq import code_usage
+from omniembed.workers import can_fork, fork_pool, resolve_workers, worth_forking
 
 log = logging.getLogger("omniembed.tokenizers")
 LOG_FILE = "train.log"
@@ -67,10 +66,6 @@ class Corpus:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("items", "documents", "texts", "images", "video_frames", "sounds", "video_tracks"), 0))
     skipped: list[str] = field(default_factory=list)
-
-
-def resolve_workers(workers: int | None) -> int:
-    return workers if workers is not None else min(8, os.cpu_count() or 1)
 
 
 def collect_corpus(records: list, cfg: TokenizerConfig) -> Corpus:
@@ -126,23 +121,15 @@ def _decode(media, cfg: TokenizerConfig):
         return err
 
 
-def _decode_in_worker(media, cfg: TokenizerConfig):
-    got = _decode(media, cfg)
-    # a MediaError goes back as its fields: the exception itself does not unpickle
-    return (None, (got.source, got.reason)) if isinstance(got, MediaError) else (got, None)
-
-
 @contextlib.contextmanager
 def _decoded(todo: list, cfg: TokenizerConfig):
     """(media, decoded) pairs in `todo` order, decoded in `cfg.workers` forked processes where that helps."""
     workers = resolve_workers(cfg.workers)
-    if workers <= 1 or len(todo) < 2 * workers or not sys.platform.startswith("linux"):
+    if not worth_forking(workers, len(todo)):
         yield ((m, _decode(m, cfg)) for m in todo)
         return
-    # one torch thread per worker: the workers already fill the CPUs
-    with multiprocessing.get_context("fork").Pool(workers, torch.set_num_threads, (1,)) as pool:
-        results = pool.imap(functools.partial(_decode_in_worker, cfg=cfg), todo, chunksize=16)
-        yield ((m, got if err is None else MediaError(*err)) for m, (got, err) in zip(todo, results))
+    with fork_pool(workers) as pool:
+        yield zip(todo, pool.imap(functools.partial(_decode, cfg=cfg), todo, chunksize=16))
 
 
 def _add_decoded(corpus: Corpus, modality: str, got, cfg: TokenizerConfig) -> None:
@@ -380,10 +367,10 @@ def _beside(fn: Callable, args: tuple, workers: int, worker_kwargs: dict | None 
     """Start fn(*args, **worker_kwargs) in a forked process (on the caller's torch thread count) and yield a
     function that waits for its result, raising its error. With one worker, or off Linux, fn(*args) runs when
     the result is asked for. Leaving the block kills an unfinished job: an error here does not wait for it."""
-    if workers < 2 or not sys.platform.startswith("linux"):
+    if workers < 2 or not can_fork():
         yield lambda: fn(*args)
         return
-    with multiprocessing.get_context("fork").Pool(1, torch.set_num_threads, (torch.get_num_threads(),)) as pool:
+    with fork_pool(1, torch.get_num_threads()) as pool:
         job = pool.apply_async(_call_in_worker, (fn, args, worker_kwargs or {}))
 
         def result():

@@ -230,3 +230,12 @@ def test_sampled_frames_outgrowing_the_decoded_byte_limit_raise(all_media):
     assert len(decode_video(all_media["mp4"], fps=2.0, max_decoded_bytes=6 * one_frame).frames) == 6
     with pytest.raises(MediaError, match=f"sampled frames would outgrow {5 * one_frame} bytes"):
         decode_video(all_media["mp4"], fps=2.0, max_decoded_bytes=5 * one_frame)
+
+
+def test_a_media_error_comes_back_whole_from_pickling():
+    # the data stages decode in worker processes and send a file's MediaError back to be raised in the parent
+    import pickle
+
+    err = pickle.loads(pickle.dumps(MediaError("a.png", "truncated PNG")))
+    assert type(err) is MediaError and (err.source, err.reason) == ("a.png", "truncated PNG")
+    assert str(err) == "a.png: truncated PNG"

@@ -209,11 +209,21 @@ def test_an_error_in_the_job_beside_is_raised_in_the_caller():
     with _beside(_fails_with, (ConfigError, "bad knob"), workers=2) as result:
         with pytest.raises(ConfigError, match="bad knob"):
             result()
-    # an exception that does not survive pickling comes back as a RuntimeError naming it, not as a hang
     with _beside(_fails_with, (MediaError, "a.png", "truncated"), workers=2) as result:
-        with pytest.raises(RuntimeError, match="MediaError: a.png: truncated"):
+        with pytest.raises(MediaError, match="a.png: truncated"):
+            result()
+    # an exception that does not survive pickling comes back as a RuntimeError naming it, not as a hang
+    with _beside(_fails_with, (_TwoFieldError, "a.png", "truncated"), workers=2) as result:
+        with pytest.raises(RuntimeError, match="_TwoFieldError: a.png: truncated"):
             result()
 
 
+class _TwoFieldError(Exception):
+    """Pickles as its message alone, then cannot be rebuilt from it: two arguments are required."""
+
+    def __init__(self, source, reason):
+        super().__init__(f"{source}: {reason}")
+
+
 def _fails_with(kind, *args):
-    raise kind(*args)  # made in the worker: a MediaError could not even be sent to it
+    raise kind(*args)  # made in the worker: _TwoFieldError could not even be sent to it

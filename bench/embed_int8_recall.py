@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from omniembed.corpus import Corpus
-    from omniembed.evaluate import EVAL_MODALITIES, _key, recall_at_k
+    from omniembed.train.corpus import Corpus
+    from omniembed.train.evaluate import EVAL_MODALITIES, _key, recall_at_k
     from omniembed.runtime import Embedder, prefix
 
     run_dir = Path(args.run_dir)

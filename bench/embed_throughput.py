@@ -117,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
-    from omniembed.embed import Embedder as TorchEmbedder
+    from omniembed.model.embedder import TorchEmbedder
     from omniembed.export import export_bundle
-    from omniembed.run import Run, load_run
+    from omniembed.train.rundir import Run, load_run
     from omniembed.runtime import Embedder
-    from omniembed.trainer import cpu_has_native_bf16
+    from omniembed.train.trainer import cpu_has_native_bf16
 
     work = Path(tempfile.mkdtemp(prefix="embed_bench_"))
     inputs, world = synth_inputs(work / "world", args.n)
@@ -129,14 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         run = load_run(args.run_dir)
         source = f"trained run {args.run_dir} (step {run.step})"
     else:
-        from omniembed.export_fresh import fresh_components
+        from bench.bundles import fresh_components
 
         comp = fresh_components(world.manifest_path, args.tokenizers or work / "tokenizers", model=args.model)
         run = Run(comp.model, comp.tokenizers, comp.vocab, {}, work)
-        source = f"fresh `{args.model}` weights with tiny tokenizers (configs/tokenizers/tiny.yaml)"
+        source = f"fresh `{args.model}` weights with tiny tokenizers (the tiny config's tokenizer section)"
     bundle = export_bundle(run.model, run.tokenizers, run.vocab, work / "bundle", int8=True)
     cfg = run.model.cfg
-    torch_emb = TorchEmbedder(run)
+    torch_emb = TorchEmbedder.from_run(run)
     ort = {"ORT fp32": Embedder.load(bundle, threads=args.threads, variant="fp32", spin=False),
            "ORT INT8": Embedder.load(bundle, threads=args.threads, variant="int8", spin=False)}
     peak32 = matmul_peak_gflops(torch.float32)

@@ -1,12 +1,12 @@
 """Early fusion (one trunk over every modality's tokens) against late fusion (one tower per modality, joined
 only at the embedding) at the same parameter count, steps, batches and training tokens.
 
-    .venv/bin/python -m bench.fusion [--config configs/small.yaml] [--out runs/fusion] [--seeds 0,1]
+    .venv/bin/python -m bench.fusion [--config small] [--out runs/fusion] [--seeds 0,1]
                                      [key=value ...]
 
-The config and overrides are those of `python -m omniembed.train` (default: the demo's configs/small.yaml;
+The config and overrides are those of `python -m omniembed.train` (default: the demo's `small` config;
 e.g. loop.steps=100 data.synth_n=400 tokenizers=DIR data.manifest=FILE to reuse prepared data); the two arms
-differ only in `model.kind` (early | late, see omniembed.late_fusion.build_model), which this script sets.
+differ only in `model.kind` (early | late, see omniembed.model.build_model), which this script sets.
 Stages 0-2 of omniembed.train (data, tokenizers, tokenized corpus) run once into OUT/shared; both arms then
 train from the same seed on the same stream of batches, so they see the same tokens in the same order.
 
@@ -31,12 +31,14 @@ import numpy as np
 import torch
 
 from bench.common import command_line, results_header
-from omniembed import runconfig
-from omniembed import train as T
-from omniembed.late_fusion import MODEL_KINDS, block_params, build_model
-from omniembed.losses import IGNORE_INDEX, lm_targets
-from omniembed.stream import TrainStream, pad_batch
-from omniembed.trainer import Trainer
+from omniembed.train import config as runconfig
+from omniembed.train import stages
+from omniembed.train.evaluate import evaluation_record, headline
+from omniembed.model import MODEL_KINDS, build_model, config_for_vocabulary
+from omniembed.model.late_fusion import block_params
+from omniembed.train.losses import IGNORE_INDEX, lm_targets
+from omniembed.train.batches import TrainStream, pad_batch
+from omniembed.train.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODALITIES = ("text", "image", "audio", "video", "interleaved")
@@ -49,13 +51,13 @@ def prepare(cfg: runconfig.RunConfig, shared: Path):
     from omniembed.tokenization.store import load_tokenizers
 
     shared.mkdir(parents=True, exist_ok=True)
-    manifest, heldout = T.resolve_data(cfg, shared)
-    tok_dir = T.prepare_tokenizers(cfg, shared, manifest)
+    manifest, heldout = stages.resolve_data(cfg, shared)
+    tok_dir = stages.prepare_tokenizers(cfg, shared, manifest)
     toks = load_tokenizers(tok_dir)
     doc_tok = DocumentTokenizer.from_tokenizers(toks.text, toks.image, toks.audio, video_fps=toks.config.video_fps)
-    key = T.fingerprint(manifest, heldout, tok_dir, cfg)
+    key = stages.fingerprint(manifest, heldout, tok_dir, cfg)
     cache = Path(cfg.data.corpus_cache) if getattr(cfg.data, "corpus_cache", None) else shared
-    corpus = T.prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
+    corpus = stages.prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
                               cache, key, cfg.data.workers)
     return corpus, doc_tok
 
@@ -95,7 +97,7 @@ def heldout_lm(model, corpus, vocab, max_tokens: int, batch: int = 16) -> dict:
 
 def run_arm(kind: str, cfg: runconfig.RunConfig, corpus, doc_tok, seed: int) -> dict:
     """Train one arm from `seed` on the shared stream; returns its curves, evaluation and costs."""
-    model_cfg = T.build_model_config(cfg, doc_tok.vocab, doc_tok.tokens_per_image)
+    model_cfg = config_for_vocabulary(cfg.model, doc_tok.vocab, image_tokens=doc_tok.tokens_per_image or 0)
     torch.manual_seed(seed)
     model = build_model(kind, model_cfg, doc_tok.vocab)
     tcfg = runconfig.from_dict(cfg.to_dict()).train  # a fresh copy: Trainer keeps it
@@ -120,7 +122,7 @@ def run_arm(kind: str, cfg: runconfig.RunConfig, corpus, doc_tok, seed: int) -> 
             print(f"  {kind} seed {seed} step {res.step}: con {curve['con'][-1]:.3f} lm {curve['lm'][-1]:.3f}",
                   flush=True)
     train_s = time.perf_counter() - t0
-    record = T.evaluate(model, corpus, cfg, doc_tok, trainer.step)
+    record = evaluation_record(model, corpus, cfg, doc_tok, trainer.step)
     shape = model.cfg
     # each token passes through one stack of blocks (late: its own tower's): trunk FLOPs/token ~ 2x this, forward
     per_token = shape.n_layers * block_params(shape.d_model, shape.ffn_hidden, shape.head_dim)
@@ -178,7 +180,7 @@ def write_report(runs, summary, dim, cfg, cmd, load, out_md: Path, out_png: Path
         f"- held out: {n_items} items whose attribute combinations training never saw; a hit is an item with the "
         "query's exact attribute set",
         f"- training: {cfg.loop.steps} steps, pair batch {cfg.loop.pair_batch}, LM batch {cfg.loop.lm_batch} every "
-        f"{cfg.loop.lm_every} step(s), lr {cfg.train.lr}, model size `{cfg.model['size']}`; seeds {seeds} "
+        f"{cfg.loop.lm_every} step(s), lr {cfg.train.lr}, model {cfg.model.get('d_model')} wide x {cfg.model.get('n_layers')} layers; seeds {seeds} "
         "(numbers are means over seeds); both arms read the same batches in the same order",
         "- early: omniembed.model.OmniModel, one trunk over all tokens; late: omniembed.late_fusion.LateFusionModel, "
         "text/image/audio towers (video = image tower over frames + audio tower over its track) that never see "
@@ -220,7 +222,7 @@ def write_report(runs, summary, dim, cfg, cmd, load, out_md: Path, out_png: Path
         "Reading the numbers:",
         "- equal parameters is not equal compute: a late-fusion token runs through one narrower tower, so its "
         "trunk FLOPs per token are the ratio in the table (Shukor et al. compare at equal FLOPs; this is the "
-        "equal-parameter, equal-token point the benchmark issue asks for);",
+        "equal-parameter, equal-token point of the comparison);",
         "- the late model's next-token head is partitioned by modality (tower m scores modality m's ids), an "
         "inductive bias the early trunk's single head lacks: lower media-code CE can come from that partition, not "
         "from fusion; its caption words are predicted without the media (the towers never meet), so its caption "
@@ -281,7 +283,7 @@ def plot(runs, summary, dim, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.fusion", description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="configs/small.yaml", help="training YAML, as omniembed.train takes")
+    p.add_argument("--config", default="small", help="training config (a packaged name or a YAML path), as omniembed train takes")
     p.add_argument("--out", type=Path, default=Path("runs/fusion"), help="work directory (data, tokenizers)")
     p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0],
                    help="comma-separated seeds, e.g. 0,1 (each trains both arms)")
@@ -296,13 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = runconfig.from_dict(data, source=args.config)
     torch.set_num_threads(cfg.loop.threads)
     corpus, doc_tok = prepare(cfg, args.out / "shared")
-    dim = max(T.build_model_config(cfg, doc_tok.vocab, doc_tok.tokens_per_image).embed_dims)
+    dim = max(config_for_vocabulary(cfg.model, doc_tok.vocab, image_tokens=doc_tok.tokens_per_image or 0).embed_dims)
     runs = []
     for seed in args.seeds:
         for kind in MODEL_KINDS:
             print(f"training {kind} fusion, seed {seed}", flush=True)
             runs.append(run_arm(kind, cfg, corpus, doc_tok, seed))
-            print(f"  {kind}: {T.headline(runs[-1]['eval'])}; held-out LM {runs[-1]['lm_heldout']}", flush=True)
+            print(f"  {kind}: {headline(runs[-1]['eval'])}; held-out LM {runs[-1]['lm_heldout']}", flush=True)
     summary = summarise(runs, dim)
     cmd = command_line(argv, "bench.fusion")
     args.results.mkdir(parents=True, exist_ok=True)

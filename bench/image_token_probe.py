@@ -2,7 +2,7 @@
 
     python -m bench.image_token_probe --world WORLD_DIR [tokenizer key=value ...]
 
-Trains the image tokenizer of configs/tokenizers/small.yaml (with overrides) on the world's training
+Trains the image tokenizer of the small config's tokenizer section (with overrides) on the world's training
 images, encodes every item image, and per attribute fits a small classifier on the codes (a learned
 embedding per code plus one per grid cell, concatenated, then an MLP with dropout) on the training items;
 prints its accuracy on the held-out items, whose attribute combinations it never saw. An attribute near
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="tokenizer config key=value")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    cfg = TokenizerConfig.from_yaml("configs/tokenizers/small.yaml", args.overrides)
+    cfg = TokenizerConfig.from_yaml("small", args.overrides)
     records = [json.loads(line) for name in ("manifest.jsonl", "heldout.jsonl")
                for line in (args.world / name).read_text().splitlines() if line.strip()]
     items = [r for r in records if r["kind"] == "item"]

@@ -3,7 +3,7 @@
     python -m bench.recall_matrix RUN_DIR [--manifest HELDOUT.jsonl] [--max-items N] [--out DIR]
 
 Every view of every held-out item (its first caption, image, sound, video) and every held-out interleaved
-document is embedded from its files by the torch Embedder of the trained run (omniembed.embed: the same
+document is embedded from its files by the TorchEmbedder of the trained run (omniembed.model.embedder: the same
 decode -> tokens -> trunk path a user calls), once at full width; each Matryoshka dim is the renormalised
 prefix. The metric is omniembed.evaluate.recall_at_k, the one training evaluates with: a hit is a retrieved
 item whose attribute set equals the query's exactly, so items sharing all attributes with the query count.
@@ -31,7 +31,7 @@ KS = (1, 5, 10)
 
 @dataclass
 class Views:
-    """Inputs of one modality for the Embedder, and the key a hit must match (the attribute set)."""
+    """Inputs of one modality for the TorchEmbedder, and the key a hit must match (the attribute set)."""
 
     inputs: list
     keys: list[str]
@@ -73,7 +73,7 @@ def attribute_key(attributes: dict, fallback: str) -> str:
 
 
 def collect_views(records: list, max_items: int | None = None) -> dict[str, Views]:
-    """Per modality, the Embedder inputs: first caption, media paths, documents as segment lists."""
+    """Per modality, the TorchEmbedder inputs: first caption, media paths, documents as segment lists."""
     from omniembed.data.manifest import Document, Item
 
     items = [r for r in records if isinstance(r, Item)][:max_items]
@@ -137,7 +137,7 @@ def matrix_from_embeddings(full: dict[str, np.ndarray], views: dict[str, Views],
     """{"dims": {d: {"q->t": {k: recall}}}, "chance": {"q->t": {k: p}}, "counts": {m: n}} from full-width
     embeddings; each dim is the L2-renormalised prefix, scored by omniembed.evaluate.recall_at_k.
     A pair scores only the queries that have a hit in its gallery ("queries": {"q->t": n})."""
-    from omniembed.evaluate import recall_at_k
+    from omniembed.train.evaluate import recall_at_k
 
     out: dict = {"counts": {m: len(v.inputs) for m, v in views.items()}, "dims": {}, "chance": {}, "queries": {}}
     answerable = {(q, t): answerable_rows(views[q].keys, views[t].keys) for q in full for t in full if q != t}
@@ -164,12 +164,12 @@ def compute(run_dir: str | Path, manifest: str | Path | None = None, max_items: 
     """Load the run, embed every held-out view at full width, and score every pair at every trained dim."""
     import torch
 
-    from omniembed.embed import Embedder
-    from omniembed.run import load_run
+    from omniembed.model.embedder import TorchEmbedder
+    from omniembed.train.rundir import load_run
 
     torch.set_num_threads(threads)
     run = load_run(run_dir)
-    embedder = Embedder(run, batch_size=batch_size)
+    embedder = TorchEmbedder.from_run(run, batch_size=batch_size)
     views = collect_views(load_heldout(run.config, Path(run_dir), Path(manifest) if manifest else None),
                           max_items)
     full = {}
@@ -252,7 +252,7 @@ def write_results(result: dict, out_dir: Path, command: str, plot_k: int = 1) ->
         f"{result['items']} held-out items; views: {counts}",
         "- **hit = a retrieved item whose attribute set equals the query's exactly** (shape, colour, size, "
         "position, motion on the synthetic world); other items with the same attributes count as hits",
-        "- every view embedded from its files by the torch Embedder (omniembed.embed); each dim is the "
+        "- every view embedded from its files by the TorchEmbedder (omniembed.model.embedder); each dim is the "
         "renormalised prefix of the full vector; metric: omniembed.evaluate.recall_at_k",
         "- text = the item's first caption; interleaved = a held-out document (text with media) about one item",
         "- gallery of a pair = every held-out view of the target modality; cells are recall@1 / @5 / @10",

@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before faiss loads OpenMP
 import numpy as np  # noqa: E402
 
 from omniembed.index import Index  # noqa: E402
-from omniembed.index.synthetic import embedding_like  # noqa: E402
+from bench.vectors import embedding_like  # noqa: E402
 from omniembed.serve import Client  # noqa: E402
 
 TEXTS = [f"a {size} {colour} {shape} moving {way}" for size in ("small", "large") for colour in ("red", "green", "blue")

@@ -1,10 +1,10 @@
 """The `small` training on the synthetic world and its held-out recall: bench/results/train_small.md.
 
-    python -m bench.train_small --out RUN_DIR [key=value ...]     train configs/small.yaml, then report
+    python -m bench.train_small --out RUN_DIR [key=value ...]     train the small config, then report
     python -m bench.train_small --report RUN_DIR [--command "..."]  report an existing run
 
 The report holds the command, the wall time, the full held-out recall@1/5/10 matrix at every Matryoshka
-dim (a hit = the retrieved item has exactly the query's attribute set), the issue-3 targets checked, and
+dim (a hit = the retrieved item has exactly the query's attribute set), the recall targets checked, and
 how often captions of held-out images name the item's colour and shape against chance.
 """
 
@@ -38,9 +38,9 @@ def attribute_misses(run_dir: Path) -> tuple[list[str], dict[str, dict[str, floa
     import torch
     import torch.nn.functional as F
 
-    from omniembed.corpus import Corpus
-    from omniembed.evaluate import embed_sequences
-    from omniembed.run import load_run
+    from omniembed.train.corpus import Corpus
+    from omniembed.train.evaluate import embed_sequences
+    from omniembed.train.rundir import load_run
 
     run = load_run(run_dir)  # its config is the run's train.yaml
     corpus = Corpus.load(Path(run.config["data"].get("corpus_cache") or run_dir))
@@ -76,7 +76,7 @@ def report(run_dir: Path, command: str, wall_s: float | None, out: Path) -> str:
               "- **a hit = the retrieved item has exactly the query's attribute set** (shape, colour, size, "
               "position, motion; items carry their attributes in the manifest). Every held-out item of each "
               "modality is in the gallery; a text query is the item's first caption.", ""]
-    lines += ["## Targets (issue 3)", "", "| pair | R@1 full | target 0.9 | R@1 dim 64 | 64/full | target 0.95 |",
+    lines += ["## Targets", "", "| pair | R@1 full | target 0.9 | R@1 dim 64 | 64/full | target 0.95 |",
               "|---|---|---|---|---|---|"]
     ok_all = True
     for p in TARGET_PAIRS:
@@ -135,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.out:
         parser.error("--out RUN_DIR (or --report RUN_DIR) is required")
-    from omniembed.train import main as train_main
+    from omniembed.train.cli import main as train_main
 
     t0 = time.perf_counter()
-    rc = train_main(["--config", "configs/small.yaml", "--out", args.out, *args.overrides])
+    rc = train_main(["--config", "small", "--out", args.out, *args.overrides])
     if rc:
         return rc
     report(Path(args.out), command_line(argv, "bench.train_small"), time.perf_counter() - t0, Path(args.results))

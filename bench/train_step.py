@@ -21,7 +21,7 @@ import torch
 
 from bench.common import cpu_model
 from omniembed.model import OmniModel, load_model_config
-from omniembed.trainer import PairBatch, TokenBatch, TrainConfig, Trainer, cpu_has_native_bf16
+from omniembed.train.trainer import PairBatch, TokenBatch, TrainConfig, Trainer, cpu_has_native_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.md"
 # per model: (lm batch, lm length, pair batch, pair view length)
@@ -40,7 +40,7 @@ def matmul_gflops(dtype: torch.dtype, n: int = 1024, reps: int = 5) -> float:
 
 def measure(name: str, precision: str, vocab: int, steps: int) -> dict:
     torch.manual_seed(0)
-    model = OmniModel(load_model_config(name, vocab_size=vocab, pad_id=0))
+    model = OmniModel(load_model_config(name, vocab_size=vocab, pad_id=0, grid_position=False))
     trainer = Trainer(model, TrainConfig(precision=precision, warmup_steps=1, total_steps=1000, spike_factor=0))
     lb, lt, pb, pt = SHAPES[name]
     g = torch.Generator().manual_seed(1)

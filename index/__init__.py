@@ -7,7 +7,9 @@
     ix.search(query, k=10, adaptive=True)   # Matryoshka shortlist on a prefix, exact re-rank
 """
 
-from .core import Adaptive, Hit, Index, Item
-from .errors import IndexCorruptError, IndexInputError
+from omniembed.hits import Hit, StoredItem
 
-__all__ = ["Adaptive", "Hit", "Index", "IndexCorruptError", "IndexInputError", "Item"]
+from .core import Adaptive, Index
+from .errors import IndexClosedError, IndexCorruptError, IndexInputError
+
+__all__ = ["Adaptive", "Hit", "Index", "IndexClosedError", "IndexCorruptError", "IndexInputError", "StoredItem"]

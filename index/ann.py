@@ -149,7 +149,7 @@ class AnnIndex:
         return scores, ids
 
     def _gpu_search(self, queries: np.ndarray, k: int, nprobe: int | None):
-        """Unfiltered search on the GPU copy, or None when there is none. Not run here: no GPU on this machine."""
+        """Unfiltered search on the GPU copy, or None when there is none (faiss without GPU support, or no GPU)."""
         gpu = self._gpu_copy()
         if gpu is None:
             return None

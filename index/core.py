@@ -10,16 +10,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import threading
 from typing import Any, Iterable
 
 import faiss
 import numpy as np
 
+from omniembed.hits import Hit, StoredItem
+
 from . import records, snapshot as snap
-from .ann import KINDS, AnnIndex, gpu_available, resolve_params
-from .errors import IndexCorruptError, IndexInputError
+from .ann import AnnIndex, gpu_available, resolve_params
+from .errors import IndexClosedError, IndexCorruptError, IndexInputError
 from .lock import RWLock
 from .matryoshka import exact_topk, normalize, rerank, truncate
 from .metadata import MetadataStore, clean_metadata
@@ -33,20 +34,6 @@ SUBSET_EXACT_MAX = 20_000
 # HNSW dead nodes cost search time; past this fraction a snapshot rebuilds the graph without them.
 COMPACT_DEAD_FRACTION = 0.25
 DEFAULT_SNAPSHOT_BYTES = 256 << 20
-
-
-@dataclasses.dataclass(frozen=True)
-class Hit:
-    id: str
-    score: float
-    metadata: dict
-
-
-@dataclasses.dataclass(frozen=True)
-class Item:
-    id: str
-    vector: np.ndarray
-    metadata: dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,7 +257,7 @@ class Index:
 
     def _log(self, payload: bytes) -> None:
         if self._wal is None:
-            raise IndexInputError(f"{self.root}: index is closed")
+            raise IndexClosedError(f"{self.root}: index is closed")
         self._wal.append(self._lsn + 1, payload)
         self._lsn += 1
 
@@ -342,7 +329,7 @@ class Index:
 
     def _snapshot_locked(self, compact_ok: bool) -> None:
         if self._wal is None:
-            raise IndexInputError(f"{self.root}: index is closed")
+            raise IndexClosedError(f"{self.root}: index is closed")
         if compact_ok and self._dead_fraction() > COMPACT_DEAD_FRACTION:
             self._compact_locked()
         gen = max(snap.snapshot_gens(self.root) + snap.wal_gens(self.root) + [self._gen]) + 1
@@ -389,16 +376,16 @@ class Index:
         self._prefix.clear()  # rebuilt on demand
 
     # ------------------------------------------------------------------ reads
-    def get(self, ids: Iterable[str]) -> list[Item | None]:
+    def get(self, ids: Iterable[str]) -> list[StoredItem | None]:
         """Stored items (vector normalised as stored), None for ids not present."""
         ids = _check_ids(ids, allow_duplicates=True)
         with self._lock.read():
             slots = self._meta.slots_of(ids)
             rows = self._meta.rows_for_slots(slots.values())
-            out: list[Item | None] = []
+            out: list[StoredItem | None] = []
             for i in ids:
                 s = slots.get(i)
-                out.append(None if s is None else Item(i, self._vectors[s].copy(), rows[s][1]))
+                out.append(None if s is None else StoredItem(i, self._vectors[s].copy(), rows[s][1]))
         return out
 
     def __len__(self) -> int:

@@ -20,3 +20,7 @@ class IndexCorruptError(OmniEmbedError):
 
 class IndexInputError(OmniEmbedError, ValueError):
     """An argument to the index was malformed: wrong shape, non-finite vector, bad id, bad filter."""
+
+
+class IndexClosedError(OmniEmbedError, RuntimeError):
+    """A write or snapshot reached an index that was closed (a server shutting down): not the caller's input."""

@@ -1,4 +1,4 @@
-"""Math of Matryoshka retrieval: prefix truncation, exact top-k, shortlist re-ranking, recall. Pure functions."""
+"""Math of Matryoshka retrieval: prefix truncation, exact top-k, shortlist re-ranking. Pure functions."""
 
 from __future__ import annotations
 
@@ -56,11 +56,3 @@ def rerank(
         out_s[qi, :top] = scores[order]
         out_i[qi, :top] = cand[order]
     return out_s, out_i
-
-
-def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """Mean over queries of |found[:k] ∩ truth[:k]| / k (ids, -1 ignored)."""
-    hits = 0
-    for f, t in zip(found, truth):
-        hits += len(set(f[:k].tolist()) & set(t[:k].tolist()) - {-1})
-    return hits / (k * len(truth))

@@ -12,11 +12,12 @@ import sys
 
 # name -> (module with main(argv), one-line help). Add a stage by adding a row.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("omniembed.data.synth", "generate the synthetic multimodal world (media + manifest.jsonl)"),
+    "synth": ("omniembed.data.synth.cli", "generate the synthetic multimodal world (media + manifest.jsonl)"),
+    "shards": ("omniembed.data.shards", "pack a manifest and its media into WebDataset shards"),
     "tokenizers": ("omniembed.tokenization.train", "train the text BPE, image VQ-VAE and audio VQ tokenizers"),
-    "train": ("omniembed.train", "train the trunk: tokenizers, tokenized corpus, joint LM + contrastive training"),
-    "demo": ("omniembed.demo", "run the main job end to end on the embedded defaults"),
-    "export": ("omniembed.export", "export a training run to an ONNX bundle for the torch-free runtime"),
+    "train": ("omniembed.train.cli", "train the trunk: tokenizers, tokenized corpus, joint LM + contrastive training"),
+    "demo": ("omniembed.demo.cli", "run the main job end to end on the embedded defaults"),
+    "export": ("omniembed.export.cli", "export a training run to an ONNX bundle for the torch-free runtime"),
     "serve": ("omniembed.serve.__main__", "serve embeddings and search over gRPC (omniembed.serve)"),
 }
 
@@ -31,8 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if argv else 2
     args = parser.parse_args(argv[:1])
-    module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return int(module.main(argv[1:]) or 0)
+    try:
+        module = importlib.import_module(SUBCOMMANDS[args.command][0])
+        return int(module.main(argv[1:]) or 0)
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] == "omniembed":
+            raise
+        # a client-only install (`pip install omniembed`) has the console script but not the stages' libraries
+        extra = "serve" if args.command == "serve" else "train"
+        print(f"omniembed {args.command}: needs {err.name}, which this install lacks: "
+              f"pip install 'omniembed[{extra}]'", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

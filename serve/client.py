@@ -26,22 +26,10 @@ from typing import Any, Iterable, Iterator, Sequence
 import grpc
 import numpy as np
 
+from omniembed.hits import Hit, StoredItem
+
 from . import convert as cv
 from .stubs import pb2, pb2_grpc
-
-
-@dataclasses.dataclass(frozen=True)
-class Hit:
-    id: str
-    score: float
-    metadata: dict
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredItem:
-    id: str
-    vector: np.ndarray | None
-    metadata: dict
 
 
 @dataclasses.dataclass(frozen=True)

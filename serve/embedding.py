@@ -42,7 +42,7 @@ class ModelEmbedder:
 
     def prepare(self, segments: Sequence[RawSegment], where: str) -> list[Any]:
         """One item's segments decoded into the runtime's segment types (its document form)."""
-        from omniembed.runtime.inputs import to_segments
+        from omniembed.tokenization.inputs import to_segments
         from omniembed.tokenization.document import DocumentError
 
         out = []

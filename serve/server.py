@@ -24,7 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from omniembed.errors import ConfigError
-from omniembed.index import Index, IndexInputError
+from omniembed.index import Index, IndexClosedError, IndexInputError
 
 from . import convert as cv
 from .auth import BearerTokenInterceptor
@@ -61,9 +61,8 @@ def _code_of(exc: Exception) -> tuple[Code, str]:
     if isinstance(exc, RequestError):
         return exc.code, exc.message
     if isinstance(exc, IndexInputError):
-        message = str(exc)
-        return (Code.UNAVAILABLE if "closed" in message else Code.INVALID_ARGUMENT), message
-    if isinstance(exc, BatcherClosed):
+        return Code.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, (IndexClosedError, BatcherClosed)):  # shutting down: another replica or a retry may serve it
         return Code.UNAVAILABLE, str(exc)
     log.exception("internal error")
     return Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"

@@ -3,8 +3,11 @@
 import os
 
 import pytest
+import torch
 
-# Tests run on a 2-core machine beside other work: keep torch from oversubscribing.
+from omniembed.model import OmniModel, load_model_config
+
+# Tests run beside other work on few cores: keep torch from oversubscribing.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 SYNTH_WORLD_ITEMS = 48
@@ -30,15 +33,15 @@ def synth_world(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_run, tmp_path_factory):
-    """tiny_run exported through the real command (`omniembed.export.main`, fp32 + int8 + fp16 trunks); the export
+    """tiny_run exported through the real command (`omniembed export`, fp32 + int8 + fp16 trunks); the export
     itself checks ONNX Runtime against torch. About 30 s of CPU after tiny_run, once per session. Returns
-    omniembed.export_fresh.FreshBundle: os.PathLike (pass it where a bundle folder goes) with `.path`, `.model`,
+    bench.bundles.FreshBundle: os.PathLike (pass it where a bundle folder goes) with `.path`, `.model`,
     `.tokenizers`, `.vocab` (the run's torch objects), `.max_tokens`, `.document_tokenizer()`, and `.run_dir`.
     Read-only: other tests share it."""
     import torch
 
     from omniembed.export import main
-    from omniembed.export_fresh import exported_run
+    from bench.bundles import exported_run
 
     out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
     threads = torch.get_num_threads()
@@ -52,23 +55,78 @@ def tiny_bundle(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_run(synth_world, tmp_path_factory):
-    """A training RUN_DIR built through the real entry point (`omniembed.train.main`) from configs/tiny.yaml on
+    """A training RUN_DIR built through the real entry point (`omniembed.train.cli.main`) from the tiny config on
     synth_world: tokenizers trained briefly into RUN_DIR/tokenizers, 12 joint steps, one evaluation. About a
     minute, once per session. Returns the RUN_DIR Path (train.yaml, tokenizers/, checkpoint.pt, eval.jsonl,
-    steps.jsonl, corpus.*); load it with omniembed.run.load_run. Read-only: other tests share it."""
-    from pathlib import Path
+    steps.jsonl, corpus.*); load it with omniembed.train.rundir.load_run. Read-only: other tests share it."""
 
     import torch
 
-    from omniembed.train import main
+    from omniembed.train.cli import main
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
-    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
     threads = torch.get_num_threads()
     try:
-        rc = main(["--config", str(config), "--out", str(run_dir), f"data.manifest={synth_world.manifest_path}",
-                   "tokenizer.overrides.image_steps=30", "tokenizer.overrides.audio_steps=30"])
+        rc = main(["--config", "tiny", "--out", str(run_dir), f"data.manifest={synth_world.manifest_path}",
+                   "tokenizer.image_steps=30", "tokenizer.audio_steps=30"])
     finally:
         torch.set_num_threads(threads)
     assert rc == 0, f"tiny training failed; see {run_dir / 'train.log'}"
     return run_dir
+
+
+# ---- a toy vocabulary and corpora with structure a model can learn (trunk and trainer tests) ----------------
+VOCAB, PAD, EMBED, EOS = 64, 0, 1, 2
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread and seed 0 for the test (the trunk and trainer tests use it as an autouse fixture)."""
+    # 2 cores shared with other test runs: one thread avoids OpenMP spin contention; restore afterwards
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def make_model():
+    """A tiny OmniModel over the toy vocabulary (VOCAB ids: 0 <pad>, 1 <embed>, 2 <eos>, 3 spare, 4.. content)."""
+
+    def make(**overrides):
+        cfg = load_model_config("tiny", vocab_size=VOCAB, pad_id=PAD, **{"grid_position": False, **overrides})
+        return OmniModel(cfg)
+    return make
+
+
+def progression_corpus(n: int, length: int = 24, seed: int = 0) -> torch.Tensor:
+    """Arithmetic progressions mod 24 in ids 4..27: after two tokens the rest is determined. (n, length)."""
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, 24, (n, 1), generator=g)
+    step = torch.randint(1, 4, (n, 1), generator=g)
+    return 4 + (start + step * torch.arange(length)) % 24
+
+
+def paired_views(n: int, seed: int = 0):
+    """Items with two attributes (6 x 6); view a spells them as 'text' ids 4..15 with filler, view b as
+    'image' ids 30..63 in another order and length. Both end with <embed>. Returns a, b, labels."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 36, (n,), generator=g)
+    colour, shape = labels // 6, labels % 6
+    filler = torch.randint(16, 28, (n, 2), generator=g)
+    embed = torch.full_like(labels, EMBED)
+    a = torch.stack([filler[:, 0], 4 + colour, filler[:, 1], 10 + shape, embed], dim=1)
+    noise = torch.randint(56, 64, (n, 2), generator=g)
+    b = torch.stack([30 + shape, noise[:, 0], 40 + colour, 46 + shape, noise[:, 1], embed], dim=1)
+    return a, b, labels
+
+
+@pytest.fixture
+def corpus():
+    return progression_corpus
+
+
+@pytest.fixture
+def pairs():
+    return paired_views

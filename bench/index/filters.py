@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 
 import omniembed.index.core as core  # noqa: E402
 from omniembed.index import Index  # noqa: E402
-from omniembed.index.matryoshka import exact_topk, recall_at_k  # noqa: E402
-from omniembed.index.synthetic import embedding_like  # noqa: E402
+from omniembed.index.matryoshka import exact_topk  # noqa: E402
+from bench.vectors import embedding_like, neighbour_recall  # noqa: E402
 
 # Items get bucket = i % 1000; a filter on bucket < b keeps b/1000 of them.
 FRACTIONS = (0.01, 0.05, 0.2, 0.5)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     hits, qps = _time_search(ix, q, flt, args.repeats)
                     found = np.array([[int(h.id) for h in r] + [-1] * (10 - len(r)) for r in hits])
                     full = all(len(r) == 10 for r in hits)
-                    rows.append((kind, frac, len(allowed), strategy, recall_at_k(found, truth, 10), qps, full))
+                    rows.append((kind, frac, len(allowed), strategy, neighbour_recall(found, truth, 10), qps, full))
                     print(rows[-1], flush=True)
             ix.close()
     finally:

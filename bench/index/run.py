@@ -5,7 +5,7 @@ against full-dimension exact search at equal recall@10.
     python -m bench.index --n 100000 --out /tmp/ix_bench # a quick look
 
 Everything goes through omniembed.index.Index (WAL, metadata store and all), built in a temp dir.
-Vectors: omniembed.index.synthetic.embedding_like (clustered, per-dimension std (1+j)^-0.5, L2-normalised).
+Vectors: bench.vectors.embedding_like (clustered, per-dimension std (1+j)^-0.5, L2-normalised).
 Queries are a batch searched in one call; QPS = queries / wall seconds of that call.
 """
 
@@ -26,8 +26,8 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from omniembed.index import Index  # noqa: E402
-from omniembed.index.matryoshka import exact_topk, recall_at_k  # noqa: E402
-from omniembed.index.synthetic import embedding_like  # noqa: E402
+from omniembed.index.matryoshka import exact_topk  # noqa: E402
+from bench.vectors import embedding_like, neighbour_recall  # noqa: E402
 
 
 def _log(msg: str) -> None:
@@ -58,7 +58,7 @@ def _measure(ix: Index, q: np.ndarray, truth: np.ndarray, repeats: int, key: tup
         best_cpu = min(best_cpu, time.process_time() - c)
     CPU_MS[key] = min(CPU_MS.get(key, float("inf")), 1000 * best_cpu / len(q))
     found = np.array([[int(h.id) for h in row] + [-1] * (10 - len(row)) for row in hits])
-    return recall_at_k(found, truth, 10), len(q) / best
+    return neighbour_recall(found, truth, 10), len(q) / best
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,12 +29,12 @@ class Captioner:
     def __init__(self, run_dir: str | Path, max_new_tokens: int = 24, threads: int = 2):
         import torch
 
-        from omniembed.embed import Embedder
-        from omniembed.run import load_run
+        from omniembed.model.embedder import TorchEmbedder
+        from omniembed.train.rundir import load_run
 
         torch.set_num_threads(threads)
         self.run_dir = Path(run_dir)
-        self.embedder = Embedder(load_run(run_dir))
+        self.embedder = TorchEmbedder.from_run(load_run(run_dir))
         self.max_new_tokens = max_new_tokens
         self._cache: dict[Path, str] = {}
 

@@ -221,14 +221,11 @@ def media_of(record: Record) -> list[tuple[str, Media]]:
 
 def check_record_media(record: Record, where: tuple[str, int]) -> None:
     """Decode every media file of a record; a MediaError becomes a ManifestError naming line and field."""
-    from omniembed.media import decode_audio, decode_image, decode_video  # decoders pull in PyAV
+    from omniembed.tokenization.inputs import media_segment  # decoders pull in PyAV
 
-    decoders = {"image": decode_image, "audio": decode_audio, "video": decode_video}
     for name, media in media_of(record):
         try:
-            # A local path goes in as a path so the decoder's own error names the file.
-            local = media.data is None and not media.is_url
-            decoders[media.modality](media.source if local else media.read_bytes())
+            media_segment(media)
         except MediaError as err:
             raise _Where(*where).error(name, f"media does not decode: {err}") from err
 

@@ -21,7 +21,7 @@ import numpy as np
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.runtime.bundle import VARIANTS, bundle_file, read_manifest
 from omniembed.runtime.encoders import OnnxAudioTokenizer, OnnxImageTokenizer
-from omniembed.runtime.inputs import to_segments
+from omniembed.tokenization.inputs import to_segments
 from omniembed.runtime.session import make_session, resolve_providers
 from omniembed.tokenization.document import DocumentTokenizer, ImageCodes, ImageSegment
 from omniembed.tokenization.text import TextTokenizer

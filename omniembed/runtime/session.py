@@ -36,8 +36,8 @@ def make_session(path: str | os.PathLike, providers: Sequence[str], threads: int
     """A session on `path`. `threads` sets intra-op threads (None: onnxruntime's default, one per core);
     `inter_threads` the threads running independent nodes in parallel (only used in parallel mode).
     `spin=False` makes idle pool threads sleep instead of busy-waiting for the next op: on a host shared with
-    other busy processes, spinning threads fight them for cores (measured here: 2 spinning threads ran the
-    small trunk 2x slower than 1 thread; not spinning, as fast as 1 thread)."""
+    other busy processes, spinning threads fight them for cores (2 spinning threads can run a small trunk
+    slower than 1 thread; sleeping ones, as fast)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:

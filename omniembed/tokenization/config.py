@@ -1,7 +1,9 @@
 """`TokenizerConfig`: every knob of the image, audio and text tokenizers and of their training stage.
 
-One dataclass with defaults that run; YAML files in configs/tokenizers/ are data; `key=value` overrides on the
-command line (values parsed as YAML scalars/lists, so `image_widths=[16,32,64]` and `autocast_bf16=true` work).
+One dataclass with defaults that run. Its values come from the `tokenizer` section of a training config
+(a packaged name such as `small`, or a YAML path), or from a YAML of these keys alone (a tokenizer
+directory's tokenizers.yaml); `key=value` overrides on the command line (values parsed as YAML
+scalars/lists, so `image_widths=[16,32,64]` and `autocast_bf16=true` work).
 """
 
 from __future__ import annotations
@@ -16,10 +18,7 @@ import yaml
 
 from omniembed.errors import ConfigError
 
-try:  # the media front-end owns the project's one sample rate; fall back while it has not landed
-    from omniembed.media import SAMPLE_RATE as _SAMPLE_RATE
-except ImportError:  # pragma: no cover - depends on the media module's progress
-    _SAMPLE_RATE = 16000
+from omniembed.media.limits import SAMPLE_RATE as _SAMPLE_RATE
 
 RESIZE_POLICIES = ("pad", "crop", "stretch")
 IMAGE_ARCHS = ("conv", "patch")
@@ -158,18 +157,14 @@ class TokenizerConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> "TokenizerConfig":
+        """From a training config's tokenizer section (a packaged name or a path) or a YAML of these keys."""
         data: dict[str, Any] = {}
+        source = "overrides"
         if path is not None:
-            path = Path(path)
-            try:
-                loaded = yaml.safe_load(path.read_text())
-            except OSError as exc:
-                raise ConfigError(f"{path}: cannot read tokenizer config ({exc.strerror})") from exc
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-            if loaded is not None and not isinstance(loaded, dict):
-                raise ConfigError(f"{path}: expected a mapping of key: value, got {type(loaded).__name__}")
-            data.update(loaded or {})
+            from omniembed import configs
+
+            loaded, source = configs.section(path, "tokenizer")
+            data.update(loaded)
         for item in overrides or []:
             key, sep, raw = item.partition("=")
             if not sep or not key.strip():
@@ -178,7 +173,7 @@ class TokenizerConfig:
                 data[key.strip()] = yaml.safe_load(raw) if raw.strip() else raw
             except yaml.YAMLError as exc:
                 raise ConfigError(f"override {item!r}: value is not a YAML scalar or list ({exc})") from exc
-        return cls.from_dict(data, source=str(path) if path is not None else "overrides")
+        return cls.from_dict(data, source=source)
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -13,12 +13,13 @@ the decoded segments reproduces the ids exactly.
 
 torch is imported only when a tokenizer needs tensors, so a torch-free runtime with tokenizers of the same
 interface (numpy in and out) can use this module too: omniembed.runtime builds its ids here, with ONNX tokenizers.
+What a caller passes in (text, media bytes, paths, manifest records) becomes segments in
+omniembed.tokenization.inputs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ from omniembed.tokenization.vocab import KIND_AUDIO, KIND_IMAGE, KIND_TEXT, Voca
 
 class DocumentError(OmniEmbedError, ValueError):
     """A segment is malformed, or an id stream breaks the document grammar; the message says where and how."""
+
+
+class InputTypeError(DocumentError, TypeError):
+    """An input of a type no embedder reads (the message names the type and what is accepted)."""
 
 
 # ---- segments: what goes in --------------------------------------------------------------------------
@@ -191,7 +196,7 @@ class DocumentTokenizer:
     def encode_for_embedding(self, segments: Iterable[Segment | DecodedSegment],
                              max_tokens: int | None = None) -> list[int]:
         """The id sequence the embedding head reads: `<bos> body <eos> <embed>`, the body cut at its end so the
-        whole fits `max_tokens` (training's view sequences, omniembed.corpus.Corpus.view_ids, cut the same way).
+        whole fits `max_tokens` (training's view sequences, omniembed.train.corpus.Corpus.view_ids, cut the same way).
         The torch path and the ONNX runtime both build embedding inputs here, so their ids cannot drift apart."""
         ids = self.encode(segments, bos=True, eos=True, embed=True)
         if max_tokens is None or len(ids) <= max_tokens:
@@ -397,53 +402,6 @@ class _Parser:
         if pos >= self.stop:
             return "the end of the stream"
         return f"{self.v.token_str(self.ids[pos])} at position {pos}"
-
-
-# ---- manifest records -> segments -------------------------------------------------------------------------
-def from_record(record: Any, *, base_dir: str | os.PathLike | None = None, sample_rate: int | None = None,
-                video_fps: float = 2.0, caption: int = 0) -> list[Segment] | dict[str, list[Segment]]:
-    """Decode a manifest record's media into segments.
-
-    A document record gives its segments in order. An item record gives one encodable segment list per view:
-    {"text": [TextSegment(captions[caption % n])], "image": [ImageSegment], "audio": [...], "video": [...]}.
-    `record` is an `omniembed.data.manifest` Item/Document, or a raw JSON dict (relative paths resolve against
-    `base_dir`). Audio (and video soundtracks) are decoded at `sample_rate` (default: the project's one rate,
-    omniembed.media.SAMPLE_RATE); video frames are sampled at `video_fps`. Media that fail to decode raise
-    MediaError naming the file.
-    """
-    from omniembed.data.manifest import Document, Item, parse_record
-    from omniembed.media import SAMPLE_RATE
-
-    if isinstance(record, dict):
-        if base_dir is None:
-            raise DocumentError(f"record {record.get('id')!r} is a raw dict: pass base_dir to resolve its media paths")
-        record = parse_record(record, base_dir=base_dir)
-    rate = SAMPLE_RATE if sample_rate is None else sample_rate
-    if isinstance(record, Document):
-        return [TextSegment(s.text) if s.media is None else _media_segment(s.media, rate, video_fps)
-                for s in record.segments]
-    if isinstance(record, Item):
-        views: dict[str, list[Segment]] = {}
-        if record.texts:
-            views["text"] = [TextSegment(record.texts[caption % len(record.texts)])]
-        for name, media in record.media.items():
-            views[name] = [_media_segment(media, rate, video_fps)]
-        return views
-    raise DocumentError(f"from_record expects a manifest Item, Document or dict, got {type(record).__name__}")
-
-
-def _media_segment(media: Any, sample_rate: int, video_fps: float) -> Segment:
-    from omniembed.media import decode_audio, decode_image, decode_video
-
-    # a local path goes in as a path so the decoder's error names the file
-    src = media.source if media.data is None and not media.is_url else media.read_bytes()
-    if media.modality == "image":
-        return ImageSegment(decode_image(src))
-    if media.modality == "audio":
-        return AudioSegment(decode_audio(src, sample_rate=sample_rate), sample_rate)
-    if media.modality == "video":
-        return VideoSegment.from_video(decode_video(src, fps=video_fps, sample_rate=sample_rate))
-    raise DocumentError(f"{media.source}: unknown media modality {media.modality!r}")
 
 
 # ---- pure helpers ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Pixels -> preprocess (resize policy to image_size square, [0, 1]) -> encoder -> 
 cell -> decoder -> pixels in [0, 1]. Codes are read row-major over the grid: code i covers cell
 (i // grid, i % grid). Two architectures (config.image_arch):
 
-- "patch" (configs/tokenizers/*.yaml): a cell's p x p x 3 pixels are its vector (pixel unshuffle), refined by
+- "patch" (the packaged configs use it): a cell's p x p x 3 pixels are its vector (pixel unshuffle), refined by
   residual conv blocks at grid resolution that see neighbouring cells; the decoder mirrors it and pixel-
   shuffles back. Both start as the identity, so the codebook's k-means start over raw patches is already a
   good tokenizer (held-out MSE ~0.17 of the mean-image baseline at step 0 on the synthetic world), and

@@ -1,8 +1,8 @@
 """The tokenizer training stage: a manifest in, a trained tokenizer directory out.
 
-    python -m omniembed.tokenization.train --manifest DIR/manifest.jsonl --out TOKDIR \
-        --config configs/tokenizers/small.yaml [key=value ...]
-    (the same as `omniembed tokenizers ...`)
+    omniembed tokenizers --manifest DIR/manifest.jsonl --out TOKDIR --config small [key=value ...]
+    (also `python -m omniembed.tokenization.train`; --config takes a training config, whose tokenizer
+    section is used, or a YAML of TokenizerConfig keys)
 
 In order: read the manifest; decode every distinct media file once (images, video frames sampled at
 video_fps, sounds, video audio tracks); train the text BPE on captions and document text; train the image
@@ -36,28 +36,29 @@ from tqdm import tqdm
 from omniembed.data.manifest import Item, load_manifest
 from omniembed.errors import ConfigError, ManifestError, MediaError
 from omniembed.logs import attach_handlers
-from omniembed.media import decode_audio, decode_image, decode_video
 from omniembed.tokenization.audio import SILENCE_DB, AudioTokenizer
 from omniembed.tokenization.config import TokenizerConfig
 from omniembed.tokenization.image import ImageTokenizer
+from omniembed.tokenization.inputs import decode_segment
 from omniembed.tokenization.store import REPORT_FILE, TEXT_FILE, save_tokenizers
 from omniembed.tokenization.text import TextTokenizer
 from omniembed.tokenization.vq import code_usage
-from omniembed.workers import can_fork, fork_pool, resolve_workers, worth_forking
+from omniembed.train.schedule import warmup_cosine
+from omniembed.data.workers import can_fork, fork_pool, resolve_workers, worth_forking
 
 log = logging.getLogger("omniembed.tokenizers")
 LOG_FILE = "train.log"
 
 
 def _cpu_has_native_bf16() -> bool:
-    from omniembed.trainer import cpu_has_native_bf16  # the trunk's probe; imported late, it pulls in the model
+    from omniembed.train.trainer import cpu_has_native_bf16  # the trunk's probe; imported late, it pulls in the model
 
     return cpu_has_native_bf16()
 
 
-# --- corpus --------------------------------------------------------------------------------------------------
+# --- data ----------------------------------------------------------------------------------------------------
 @dataclass
-class Corpus:
+class TokenizerData:
     """Everything the tokenizers learn from, decoded once."""
 
     texts: list[str] = field(default_factory=list)
@@ -68,57 +69,56 @@ class Corpus:
     skipped: list[str] = field(default_factory=list)
 
 
-def collect_corpus(records: list, cfg: TokenizerConfig) -> Corpus:
+def collect_data(records: list, cfg: TokenizerConfig) -> TokenizerData:
     """Texts of every record; each distinct media file decoded once (documents reuse items' files).
 
-    With more than one worker the files are decoded in forked processes, in order, so the corpus (and with it
+    With more than one worker the files are decoded in forked processes, in order, so the data (and with it
     the tokenizers' training split) is the same whatever the worker count."""
-    corpus = Corpus()
+    data = TokenizerData()
     todo: list = []
     seen: set[str] = set()
     for record in records:
         if isinstance(record, Item):
-            corpus.counts["items"] += 1
-            corpus.texts.extend(record.texts)
+            data.counts["items"] += 1
+            data.texts.extend(record.texts)
             media = list(record.media.values())
         else:
-            corpus.counts["documents"] += 1
-            corpus.texts.extend(s.text for s in record.segments if s.text)
+            data.counts["documents"] += 1
+            data.texts.extend(s.text for s in record.segments if s.text)
             media = [s.media for s in record.segments if s.media is not None]
         for m in media:
             if m.source not in seen:
                 seen.add(m.source)
                 todo.append(m)
-    corpus.counts["texts"] = len(corpus.texts)
+    data.counts["texts"] = len(data.texts)
     with _decoded(todo, cfg) as decoded:
         for media, got in tqdm(decoded, total=len(todo), desc="decode media", unit="file", leave=False):
             if isinstance(got, MediaError):
-                corpus.skipped.append(f"{media.source}: {got.reason}")
+                data.skipped.append(f"{media.source}: {got.reason}")
                 log.warning("skipping %s: %s", media.source, got.reason)
             else:
-                _add_decoded(corpus, media.modality, got, cfg)
-            if _full(corpus, cfg):
+                _add_decoded(data, media.modality, got, cfg)
+            if _full(data, cfg):
                 break
-    return corpus
+    return data
 
 
-def _full(corpus: Corpus, cfg: TokenizerConfig) -> bool:
-    return bool(cfg.max_images and len(corpus.images) >= cfg.max_images
-                and cfg.max_clips and len(corpus.waves) >= cfg.max_clips)
+def _full(data: TokenizerData, cfg: TokenizerConfig) -> bool:
+    return bool(cfg.max_images and len(data.images) >= cfg.max_images
+                and cfg.max_clips and len(data.waves) >= cfg.max_clips)
 
 
 def _decode(media, cfg: TokenizerConfig):
     """The decoded media of one file (an image, a wave, or a video's frames and track), or its MediaError."""
     try:
-        data = media.read_bytes()
-        if media.modality == "image":
-            return decode_image(data)
-        if media.modality == "audio":
-            return decode_audio(data, sample_rate=cfg.sample_rate)
-        video = decode_video(data, fps=cfg.video_fps, sample_rate=cfg.sample_rate, with_audio=True)
-        return video.frames, video.audio
+        seg = decode_segment(media.read_bytes(), media.modality, sample_rate=cfg.sample_rate, video_fps=cfg.video_fps)
     except MediaError as err:
         return err
+    if media.modality == "image":
+        return seg.pixels
+    if media.modality == "audio":
+        return seg.wave
+    return seg.frames, seg.audio
 
 
 @contextlib.contextmanager
@@ -132,23 +132,23 @@ def _decoded(todo: list, cfg: TokenizerConfig):
         yield zip(todo, pool.imap(functools.partial(_decode, cfg=cfg), todo, chunksize=16))
 
 
-def _add_decoded(corpus: Corpus, modality: str, got, cfg: TokenizerConfig) -> None:
-    images_full = cfg.max_images and len(corpus.images) >= cfg.max_images
-    clips_full = cfg.max_clips and len(corpus.waves) >= cfg.max_clips
+def _add_decoded(data: TokenizerData, modality: str, got, cfg: TokenizerConfig) -> None:
+    images_full = cfg.max_images and len(data.images) >= cfg.max_images
+    clips_full = cfg.max_clips and len(data.waves) >= cfg.max_clips
     if modality == "image" and not images_full:
-        corpus.images.append(got)
-        corpus.counts["images"] += 1
+        data.images.append(got)
+        data.counts["images"] += 1
     elif modality == "audio" and not clips_full:
-        corpus.waves.append(got)
-        corpus.counts["sounds"] += 1
+        data.waves.append(got)
+        data.counts["sounds"] += 1
     elif modality == "video":
         frames, audio = got
         if not images_full:
-            corpus.images.extend(frames)
-            corpus.counts["video_frames"] += len(frames)
+            data.images.extend(frames)
+            data.counts["video_frames"] += len(frames)
         if audio is not None and audio.size > 0 and not clips_full:
-            corpus.waves.append(audio)
-            corpus.counts["video_tracks"] += 1
+            data.waves.append(audio)
+            data.counts["video_tracks"] += 1
 
 
 def split_indices(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -162,12 +162,8 @@ def split_indices(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, 
 
 # --- schedule and loop -------------------------------------------------------------------------------------
 def lr_at(step: int, total: int, base: float, warmup_frac: float = 0.05, floor: float = 0.1) -> float:
-    """Linear warm-up, then cosine decay to floor * base."""
-    warmup = max(1, int(total * warmup_frac))
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    """The trunk's warmup + cosine schedule over the first `warmup_frac` of the steps, down to floor * base."""
+    return warmup_cosine(step, max(1, int(total * warmup_frac)), total, floor, peak=base)
 
 
 def fit(model: torch.nn.Module, batches: Callable[[int], torch.Tensor], steps: int, lr: float,
@@ -405,28 +401,28 @@ def _train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfi
         log.warning("autocast_bf16=true on a CPU without AVX512-BF16/AMX: bf16 convolutions are emulated and "
                     "slower than fp32 here; set autocast_bf16=false")
     records = load_manifest(manifest)
-    corpus = collect_corpus(records, cfg)
+    data = collect_data(records, cfg)
     timings["decode_s"] = time.perf_counter() - t0
-    log.info("decoded %s in %.1fs (%d skipped)", json.dumps(corpus.counts), timings["decode_s"], len(corpus.skipped))
-    if not corpus.texts:
+    log.info("decoded %s in %.1fs (%d skipped)", json.dumps(data.counts), timings["decode_s"], len(data.skipped))
+    if not data.texts:
         raise ManifestError(f"{manifest}: no text (captions or document text) to train the BPE on")
-    if not corpus.images:
+    if not data.images:
         raise ManifestError(f"{manifest}: no decodable image or video frame to train the image tokenizer on")
-    if not corpus.waves:
+    if not data.waves:
         raise ManifestError(f"{manifest}: no decodable sound or video audio track to train the audio tokenizer on")
 
     t = time.perf_counter()
-    text = TextTokenizer.train(corpus.texts, cfg.text_vocab_size)
+    text = TextTokenizer.train(data.texts, cfg.text_vocab_size)
     text_path = text.save(out / TEXT_FILE)
     timings["text_s"] = time.perf_counter() - t
-    log.info("text BPE: %d tokens from %d texts in %.1fs", text.vocab_size, len(corpus.texts), timings["text_s"])
+    log.info("text BPE: %d tokens from %d texts in %.1fs", text.vocab_size, len(data.texts), timings["text_s"])
 
     # the audio tokenizer trains in a second process while this one trains the image tokenizer (2+ workers)
     # (its progress bars on the second line)
-    with _beside(train_audio_tokenizer, (corpus.waves, cfg), resolve_workers(cfg.workers),
+    with _beside(train_audio_tokenizer, (data.waves, cfg), resolve_workers(cfg.workers),
                  {"bar_position": 1}) as audio_result:
         t = time.perf_counter()
-        image_tok, image_report = train_image_tokenizer(corpus.images, cfg)
+        image_tok, image_report = train_image_tokenizer(data.images, cfg)
         timings["image_s"] = time.perf_counter() - t
         log.info("image tokenizer: held-out mse %.5f vs mean-image %.5f (ratio %.3f), %d/%d codes used, "
                  "perplexity %.1f", image_report["recon_mse"], image_report["baseline_mse"], image_report["ratio"],
@@ -441,8 +437,8 @@ def _train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfi
     timings["total_s"] = time.perf_counter() - t0
     report = {
         "manifest": str(manifest),
-        "data": {**corpus.counts, "skipped": corpus.skipped},
-        "text": {"vocab_size": text.vocab_size, "texts": len(corpus.texts)},
+        "data": {**data.counts, "skipped": data.skipped},
+        "text": {"vocab_size": text.vocab_size, "texts": len(data.texts)},
         "image": image_report,
         "audio": audio_report,
         "timings": timings,
@@ -463,7 +459,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="omniembed tokenizers", description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True, help="manifest.jsonl to learn from")
     parser.add_argument("--out", required=True, help="tokenizer directory to write")
-    parser.add_argument("--config", default=None, help="tokenizer YAML (default: the dataclass defaults)")
+    parser.add_argument("--config", default=None, help="a training config (tiny, small, base or a path: its "
+                        "tokenizer section) or a YAML of TokenizerConfig keys (default: the dataclass defaults)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(None if argv is None else list(argv))
     out = Path(args.out)

@@ -27,6 +27,6 @@ def test_report_writes_targets_and_the_attribute_table(tiny_run, tmp_path):
     out = tmp_path / "train_small.md"
     text = report(tiny_run, "python -m bench.train_small --report RUN", None, out)
     assert out.read_text() == text
-    for needle in ("## Targets (issue 3)", "| image->audio |", "Which attribute a wrong top-1 gets wrong",
+    for needle in ("## Targets", "| image->audio |", "Which attribute a wrong top-1 gets wrong",
                    "| pair | shape | colour | size | position | motion |", "- command: `python -m bench.train_small"):
         assert needle in text

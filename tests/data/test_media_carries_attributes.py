@@ -7,8 +7,8 @@ to a sound if the sound really carries colour, shape, size, position and motion.
 import numpy as np
 import pytest
 
-from omniembed.data import world as W
-from omniembed.data.render import POSITION_X, RADIUS, SPEED_LINE_ALPHA, coverage
+from omniembed.data.synth import world as W
+from omniembed.data.synth.render import POSITION_X, RADIUS, SPEED_LINE_ALPHA, coverage
 from omniembed.media import decode_audio, decode_image, decode_video
 
 SR = 16000
@@ -183,8 +183,8 @@ def test_video_shape_moves_in_the_direction_of_its_motion_and_keeps_its_colour(s
 @pytest.mark.parametrize("attribute", W.ATTRIBUTE_NAMES)
 def test_changing_one_attribute_changes_what_the_analysers_read(attribute):
     # Render directly (no files): flip one attribute of a base item and both the image and the sound follow.
-    from omniembed.data.render import Look, render_image
-    from omniembed.data.sound import render_sound
+    from omniembed.data.synth.render import Look, render_image
+    from omniembed.data.synth.sound import render_sound
 
     base = {"shape": "triangle", "colour": "green", "size": "large", "position": "centre", "motion": "still"}
     for value in W.ATTRIBUTES[attribute]:

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from omniembed.cli import main as cli_main
-from omniembed.data import captions as cap
-from omniembed.data import world as W
+from omniembed.data.synth import captions as cap
+from omniembed.data.synth import world as W
 from omniembed.data.manifest import Document, Item, load_manifest
-from omniembed.data.synth import generate, load_world, main
+from omniembed.data.synth import generate, load_world
+from omniembed.data.synth.cli import main
 from omniembed.media import SAMPLE_RATE, decode_audio, decode_image, decode_video
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from omniembed.data import world as W
+from omniembed.data.synth import world as W
 
 
 def test_combination_count_is_in_the_hundreds():

@@ -30,10 +30,10 @@ def runtime(tiny_bundle):
 
 @pytest.fixture(scope="module")
 def reference(tiny_bundle):
-    from omniembed.embed import Embedder as TorchEmbedder
-    from omniembed.run import load_run
+    from omniembed.model.embedder import TorchEmbedder
+    from omniembed.train.rundir import load_run
 
-    return TorchEmbedder(load_run(tiny_bundle.run_dir))
+    return TorchEmbedder.from_run(load_run(tiny_bundle.run_dir))
 
 
 @pytest.fixture(autouse=True)

@@ -2,15 +2,15 @@
 
 import os
 
-# OpenMP threads that spin while waiting burn the other engineers' cores on this shared 2-core machine and
-# slow FAISS k-means 30x under load; passive waiting must be set before faiss loads its OpenMP runtime.
+# OpenMP threads that spin while waiting burn cores that other test processes need and slow FAISS k-means
+# many times over under load; passive waiting must be set before faiss loads its OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import faiss  # noqa: E402
 import pytest  # noqa: E402
 
 from omniembed.index import Index
-from omniembed.index.synthetic import embedding_like
+from bench.vectors import embedding_like
 
 faiss.omp_set_num_threads(2)
 

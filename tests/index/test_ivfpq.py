@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from omniembed.index.ann import AnnIndex, resolve_params
-from omniembed.index.matryoshka import exact_topk, recall_at_k
-from omniembed.index.synthetic import embedding_like
+from omniembed.index.matryoshka import exact_topk
+from bench.vectors import embedding_like, neighbour_recall
 
 N, DIM, NLIST = 4000, 64, 16
 PARAMS = {"nlist": NLIST, "nbits": 6, "pq_m": 8}
@@ -35,7 +35,7 @@ def _filled(make_index, x, name="ix", **params):
 def _recall(ix, q, truth, **knobs):
     hits = ix.search(q, k=10, **knobs)
     found = np.array([[int(h.id) for h in row] + [-1] * (10 - len(row)) for row in hits])
-    return recall_at_k(found, truth, 10)
+    return neighbour_recall(found, truth, 10)
 
 
 def test_ivfpq_recall_rises_with_nprobe(make_index, data):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from omniembed.index.matryoshka import exact_topk, recall_at_k
+from bench.vectors import embedding_like, neighbour_recall
+from omniembed.index.matryoshka import exact_topk
 
 N, Q = 100_000, 100
 
@@ -13,15 +14,13 @@ def _recall(ix, x, q, **knobs):
     _, truth = exact_topk(q, x, 10)
     hits = ix.search(q, k=10, **knobs)
     found = np.array([[int(h.id) for h in row] + [-1] * (10 - len(row)) for row in hits])
-    recall = recall_at_k(found, truth, 10)
+    recall = neighbour_recall(found, truth, 10)
     print(f"recall@10 {ix.kind} {knobs}: {recall:.4f}")  # shown with -s; quoted in the index report
     return recall
 
 
 @pytest.fixture(scope="module")
 def data():
-    from omniembed.index.synthetic import embedding_like
-
     return embedding_like(N, 64, seed=0), embedding_like(Q, 64, seed=1)
 
 

@@ -6,19 +6,19 @@ import torch
 import torch.nn.functional as F
 
 from omniembed.errors import ConfigError
-from omniembed.late_fusion import (TOWERS, LateFusionModel, build_model, compact, early_params, late_params,
-                                   match_tower_config, model_config_dict, model_from_dict, vocabulary_starts)
-from omniembed.losses import IGNORE_INDEX, lm_targets, next_token_loss
-from omniembed.model import OmniModel, config_for_vocabulary
+from omniembed.model import OmniModel, build_model, config_for_vocabulary, model_config_dict, model_from_dict
+from omniembed.model.late_fusion import (TOWERS, LateFusionModel, compact, early_params, late_params,
+                                         match_tower_config, vocabulary_starts)
+from omniembed.train.losses import IGNORE_INDEX, lm_targets, next_token_loss
 from omniembed.tokenization.vocab import Vocabulary
-from omniembed.trainer import PairBatch, TokenBatch, TrainConfig, Trainer
+from omniembed.train.trainer import PairBatch, TokenBatch, TrainConfig, Trainer
 
 VOCAB = Vocabulary(text_size=40, image_codebook=24, audio_codebook=16, time_buckets=4)
 SP = VOCAB.special
 
 
 def late_model(**overrides) -> LateFusionModel:
-    return build_model("late", config_for_vocabulary("tiny", VOCAB, **overrides), VOCAB)
+    return build_model("late", config_for_vocabulary("tiny", VOCAB, **{"grid_position": False, **overrides}), VOCAB)
 
 
 def text(*local):
@@ -152,13 +152,13 @@ def test_parameter_count_matches_the_early_fusion_trunk_within_two_percent():
     for sizes in ((40, 24, 16), (512, 64, 64), (2048, 512, 512)):
         vocab = Vocabulary(*sizes)
         for name in ("tiny", "small"):
-            cfg = config_for_vocabulary(name, vocab)
+            cfg = config_for_vocabulary(name, vocab, grid_position=False)  # the formulas count no grid cells
             late, early = build_model("late", cfg, vocab), OmniModel(cfg)
             assert abs(late.num_params() - early.num_params()) <= 0.02 * early.num_params(), (sizes, name)
             assert late.num_params() == late_params(late.cfg, late.starts)
             assert early.num_params() == early_params(cfg)
     # the formula also holds without tied embeddings
-    untied = config_for_vocabulary("tiny", VOCAB, tie_embeddings=False)
+    untied = config_for_vocabulary("tiny", VOCAB, tie_embeddings=False, grid_position=False)
     shape = match_tower_config(untied, vocabulary_starts(VOCAB))
     assert LateFusionModel(shape, vocabulary_starts(VOCAB)).num_params() == late_params(shape, vocabulary_starts(VOCAB))
     assert OmniModel(untied).num_params() == early_params(untied)
@@ -185,16 +185,16 @@ def test_a_model_rebuilt_from_its_config_dict_loads_its_weights(tmp_path):
     model = late_model().eval()
     data = model_config_dict(model)
     assert data["kind"] == "late"
-    again = model_from_dict({"size": "tiny", **data}).eval()
+    again = model_from_dict(data).eval()
     again.load_state_dict(model.state_dict())
     ids = torch.tensor([interleaved()])
     assert torch.equal(again.embed(ids), model.embed(ids))
-    early = build_model("early", config_for_vocabulary("tiny", VOCAB))
+    early = build_model("early", config_for_vocabulary("tiny", VOCAB, grid_position=False))
     assert isinstance(model_from_dict(model_config_dict(early)), OmniModel)
 
 
 def test_bad_kinds_and_ranges_are_config_errors_naming_the_key():
-    cfg = config_for_vocabulary("tiny", VOCAB)
+    cfg = config_for_vocabulary("tiny", VOCAB, grid_position=False)
     with pytest.raises(ConfigError, match="model.kind='mid'"):
         build_model("mid", cfg, VOCAB)
     with pytest.raises(ConfigError, match="needs the Vocabulary"):

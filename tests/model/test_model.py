@@ -11,26 +11,29 @@ PAD, EOS, VOCAB = 0, 2, 64  # the test vocabulary of tests/model/conftest.py
 
 
 @pytest.mark.parametrize("name", ["tiny", "small", "base"])
-def test_named_sizes_load_from_configs_and_grow_in_order(name):
-    cfg = load_model_config(name, vocab_size=1000)
+def test_named_configs_give_their_model_section_and_grow_in_order(name):
+    cfg = load_model_config(name, vocab_size=1000, grid_position=False)  # no image range in this vocabulary
     assert cfg.vocab_size == 1000 and cfg.d_model % cfg.n_heads == 0
-    sizes = [load_model_config(n, vocab_size=1000).d_model * load_model_config(n, vocab_size=1000).n_layers
-             for n in ("tiny", "small", "base")]
+    sizes = [load_model_config(n, vocab_size=1000, grid_position=False).d_model
+             * load_model_config(n, vocab_size=1000, grid_position=False).n_layers for n in ("tiny", "small", "base")]
     assert sizes == sorted(sizes)
 
 
 def test_config_for_a_vocabulary_takes_its_size_and_pad_id():
     vocab = Vocabulary(text_size=300, image_codebook=64, audio_codebook=32)
-    cfg = config_for_vocabulary("tiny", vocab)
+    cfg = config_for_vocabulary("tiny", vocab, image_tokens=4)
     assert cfg.vocab_size == vocab.size and cfg.pad_id == vocab.special("<pad>")
     ids = torch.tensor([[vocab.special("<bos>"), vocab.image_range[5], vocab.audio_range[-1],
                          vocab.special("<embed>")]])
     assert OmniModel(cfg).embed(ids).shape == (1, 64)
 
 
-def test_small_config_has_a_few_million_parameters():
-    model = OmniModel(load_model_config("small", vocab_size=4096))
-    assert 2e6 < model.num_params() < 10e6
+def test_small_config_is_the_demo_trunk_of_under_a_million_parameters():
+    # the demo's vocabulary: 2048 BPE tokens, 512 image and 512 audio codes, the markers and time buckets
+    vocab = Vocabulary(text_size=2048, image_codebook=512, audio_codebook=512)
+    model = OmniModel(config_for_vocabulary("small", vocab, image_tokens=16))
+    assert (model.cfg.d_model, model.cfg.n_layers) == (96, 3)
+    assert 3e5 < model.num_params() < 1e6
 
 
 def test_config_errors_name_the_key_and_the_problem(tmp_path):
@@ -41,7 +44,7 @@ def test_config_errors_name_the_key_and_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="pooling"):
         ModelConfig(vocab_size=10, pooling="max")
     with pytest.raises(ConfigError, match="vocab_size is not set"):
-        OmniModel(load_model_config("tiny"))
+        OmniModel(load_model_config("tiny", grid_position=False))
     bad = tmp_path / "m.yaml"
     bad.write_text("d_model: 64\nn_layer: 2\n")
     with pytest.raises(ConfigError, match="unknown keys \\['n_layer'\\]"):

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tokenizers" / "tiny.yaml"
+TINY_CONFIG = Path(__file__).resolve().parent / "tokenizers.yaml"  # the tokenizer tests' own settings
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_run(synth_world, tmp_path_factory):
     """Trains all three tokenizers on the session's synthetic world through the CLI entry point
-    (`omniembed tokenizers`), with configs/tokenizers/tiny.yaml. Returns (exit code, out dir, report dict)."""
+    (`omniembed tokenizers`), with tests/tokenization/tokenizers.yaml. Returns (exit code, out dir, report dict)."""
     from omniembed.tokenization.train import main
 
     out = tmp_path_factory.mktemp("tiny_tokenizers")

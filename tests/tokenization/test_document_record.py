@@ -18,8 +18,8 @@ from omniembed.tokenization.document import (
     ImageSegment,
     TextSegment,
     VideoSegment,
-    from_record,
 )
+from omniembed.tokenization.inputs import from_record
 from omniembed.tokenization.image import ImageTokenizer
 from omniembed.tokenization.text import TextTokenizer
 from omniembed.tokenization.vocab import Vocabulary

@@ -15,7 +15,7 @@ from omniembed.tokenization.train import LOG_FILE, lr_at, main, split_indices
 
 torch.set_num_threads(1)
 
-TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tokenizers" / "tiny.yaml"
+TINY_CONFIG = Path(__file__).resolve().parent / "tokenizers.yaml"
 
 
 def test_cli_stage_writes_a_complete_tokenizer_directory_and_report(tiny_tokenizer_run):

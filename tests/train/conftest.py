@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "configs" / "tiny.yaml"
+TINY = "tiny"
 
 
 @pytest.fixture
@@ -16,3 +16,9 @@ def tiny_args(tiny_run, synth_world):
         return ["--config", str(TINY), "--out", str(out), f"data.manifest={synth_world.manifest_path}",
                 f"tokenizers={tiny_run / 'tokenizers'}", f"data.corpus_cache={tiny_run}", *extra]
     return args
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_and_seed(one_torch_thread):
+    # 2 cores shared with other test runs: one thread avoids OpenMP contention
+    yield

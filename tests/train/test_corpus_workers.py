@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from omniembed.corpus import build_corpus
+from omniembed.train.corpus import build_corpus
 from omniembed.data.manifest import Media
 from omniembed.tokenization.document import DocumentTokenizer
 from omniembed.tokenization.store import load_tokenizers

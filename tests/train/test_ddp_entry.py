@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from omniembed.checkpoint import read_checkpoint
-from omniembed.train import main
+from omniembed.train.checkpoint import read_checkpoint
+from omniembed.train.cli import main
 
 
 @pytest.mark.slow

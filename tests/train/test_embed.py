@@ -1,16 +1,16 @@
-"""The torch Embedder over a trained run: any input to unit vectors at any Matryoshka dim, and captions."""
+"""The TorchEmbedder over a trained run: any input to unit vectors at any Matryoshka dim, and captions."""
 
 import numpy as np
 import pytest
 
-from omniembed.embed import Embedder
+from omniembed.model.embedder import TorchEmbedder
 from omniembed.errors import ConfigError, MediaError
-from omniembed.run import load_run
+from omniembed.train.rundir import load_run
 
 
 @pytest.fixture(scope="module")
 def embedder(tiny_run):
-    return Embedder(load_run(tiny_run), batch_size=3)
+    return TorchEmbedder.from_run(load_run(tiny_run), batch_size=3)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 import torch
 import yaml
 
-from omniembed.checkpoint import read_checkpoint
+from omniembed.train.checkpoint import read_checkpoint
 from omniembed.errors import ConfigError
-from omniembed.train import main
+from omniembed.train.cli import main
 
 
 def steps_of(run_dir):
@@ -72,21 +72,21 @@ def test_resume_through_the_entry_point_matches_an_uninterrupted_run(tiny_args, 
 
 
 def test_unknown_config_keys_fail_with_a_message_naming_them(tmp_path, capsys):
-    rc = main(["--config", "configs/tiny.yaml", "--out", str(tmp_path / "bad"), "loop.stepz=3"])
+    rc = main(["--config", "tiny", "--out", str(tmp_path / "bad"), "loop.stepz=3"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "stepz" in err and "steps" in err
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
-    assert main(["--config", "configs/tiny.yaml", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert main(["--config", "tiny", "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "checkpoint.pt does not exist" in capsys.readouterr().err
 
 
 def test_model_kind_late_trains_through_the_entry_point_and_loads_back_as_late_fusion(tiny_args, tmp_path):
     from omniembed.export import export_run
-    from omniembed.late_fusion import LateFusionModel
-    from omniembed.run import load_run
+    from omniembed.model.late_fusion import LateFusionModel
+    from omniembed.train.rundir import load_run
 
     out = tmp_path / "late"
     assert main(tiny_args(out, "model.kind=late", "loop.steps=2")) == 0
@@ -95,3 +95,13 @@ def test_model_kind_late_trains_through_the_entry_point_and_loads_back_as_late_f
     assert isinstance(run.model, LateFusionModel)
     with pytest.raises(ConfigError, match="early-fusion"):
         export_run(out, tmp_path / "bundle")
+
+
+def test_a_runs_train_yaml_loads_back_as_a_config_and_vocabulary_fields_must_agree(tiny_run, tiny_args, tmp_path):
+    from omniembed.train.config import load_config
+
+    again = load_config(tiny_run / "train.yaml")
+    assert again.model["vocab_size"] > 0 and again.loop.steps == load_config("tiny").loop.steps
+    rc = main([*tiny_args(tmp_path / "wrong"), "model.vocab_size=10", "loop.steps=2"])
+    assert rc == 2
+    assert "model.vocab_size=10" in (tmp_path / "wrong" / "train.log").read_text()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from omniembed.evaluate import caption_rates, names_value, recall_at_k
+from omniembed.train.evaluate import caption_rates, names_value, recall_at_k
 
 
 def unit(rows):
@@ -32,7 +32,7 @@ def test_a_duplicate_item_with_the_same_attributes_counts_as_a_hit():
 
 
 def test_caption_words_map_to_one_attribute_value():
-    from omniembed.data.captions import COLOUR_WORDS, SHAPE_NOUNS
+    from omniembed.data.synth.captions import COLOUR_WORDS, SHAPE_NOUNS
 
     assert names_value("a small crimson disc on the left", COLOUR_WORDS) == "red"
     assert names_value("a small crimson disc on the left", SHAPE_NOUNS) == "circle"

@@ -4,9 +4,9 @@ resumable positions and rank shards."""
 import numpy as np
 import torch
 
-from omniembed.corpus import Corpus, CorpusItem
-from omniembed.runconfig import DataConfig, LoopConfig
-from omniembed.stream import TrainStream
+from omniembed.train.corpus import Corpus, CorpusItem
+from omniembed.train.config import DataConfig, LoopConfig
+from omniembed.train.batches import TrainStream
 
 SPECIALS = {"bos": 1, "eos": 2, "embed": 4, "pad": 0}
 
@@ -106,7 +106,7 @@ def attribute_corpus():
 
 
 def test_near_misses_differ_from_the_item_in_exactly_one_attribute():
-    from omniembed.stream import near_misses
+    from omniembed.train.batches import near_misses
 
     c = attribute_corpus()
     near = near_misses(c.items)
@@ -130,7 +130,7 @@ def test_hard_negative_slots_hold_near_misses_of_the_drawn_items():
 
 
 def test_a_multiview_batch_holds_every_view_of_the_same_items_with_weighted_pairs():
-    from omniembed.trainer import ViewsBatch
+    from omniembed.train.trainer import ViewsBatch
 
     c = attribute_corpus()
     s = stream(c, multiview=1.0, multiview_views=["text", "image", "audio"],

@@ -1,0 +1,5 @@
+import sys
+
+from omniembed.data.synth.cli import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from omniembed.demo.cli import main
+
+sys.exit(main())

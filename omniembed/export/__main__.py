@@ -1,0 +1,5 @@
+import sys
+
+from omniembed.export.cli import main
+
+sys.exit(main())

@@ -1,0 +1,27 @@
+"""What a search returns and what a lookup returns, the same types from the in-process index and the gRPC
+client (torch-, faiss- and onnxruntime-free, so the client installs light)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    """One search result: the stored id, its score (cosine, higher is closer) and its metadata
+    ({"modality", "uri", "payload"})."""
+
+    id: str
+    score: float
+    metadata: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredItem:
+    """One stored item by id: its unit vector (None when a client asked for metadata only) and metadata."""
+
+    id: str
+    vector: np.ndarray | None
+    metadata: dict

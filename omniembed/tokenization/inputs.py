@@ -1,0 +1,143 @@
+"""What callers hand the embedders and the training stages, turned into DocumentTokenizer segments: the one
+place media bytes become segments (decode_segment), for the ONNX runtime, the torch embedder, the server,
+the corpus and the tokenizer stage alike.
+
+One input (to_segments) is one of:
+    str                               text
+    bytes / bytearray / memoryview    an encoded image, audio clip or video; the modality is read from the bytes
+    os.PathLike (pathlib.Path)        a media file, likewise (a plain str is always text)
+    {"text": str} / {"image": src} / {"audio": src} / {"video": src}
+                                      an explicit modality; src is bytes or a path (str allowed here)
+    np.ndarray (H, W, 3) uint8        decoded pixels
+    a Segment (TextSegment, ImageSegment, AudioSegment, VideoSegment or their *Codes)
+    a list or tuple of the above      an interleaved document, its segments in order
+A manifest record (from_record) gives its segments too.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from omniembed.errors import MediaError
+from omniembed.media import SAMPLE_RATE, decode_audio, decode_image, decode_video, detect_modality
+from omniembed.tokenization.document import (
+    AudioCodes,
+    AudioSegment,
+    DocumentError,
+    ImageCodes,
+    ImageSegment,
+    InputTypeError,
+    Segment,
+    TextSegment,
+    VideoCodes,
+    VideoSegment,
+)
+
+MEDIA_MODALITIES = ("image", "audio", "video")
+
+
+def decode_segment(src: Any, modality: str, *, sample_rate: int = SAMPLE_RATE, video_fps: float = 2.0) -> Segment:
+    """Encoded media (bytes or a path) of a known modality -> its segment: pixels, a mono wave at
+    `sample_rate`, or video frames sampled at `video_fps` with the audio track. Bad media raise MediaError."""
+    if modality == "image":
+        return ImageSegment(decode_image(src))
+    if modality == "audio":
+        return AudioSegment(decode_audio(src, sample_rate=sample_rate), sample_rate)
+    if modality == "video":
+        return VideoSegment.from_video(decode_video(src, fps=video_fps, sample_rate=sample_rate))
+    raise DocumentError(f"unknown media modality {modality!r} (expected one of {MEDIA_MODALITIES})")
+
+
+def from_record(record: Any, *, base_dir: str | os.PathLike | None = None, sample_rate: int | None = None,
+                video_fps: float = 2.0, caption: int = 0) -> list[Segment] | dict[str, list[Segment]]:
+    """Decode a manifest record's media into segments.
+
+    A document record gives its segments in order. An item record gives one encodable segment list per view:
+    {"text": [TextSegment(captions[caption % n])], "image": [ImageSegment], "audio": [...], "video": [...]}.
+    `record` is an `omniembed.data.manifest` Item/Document, or a raw JSON dict (relative paths resolve against
+    `base_dir`). Audio (and video soundtracks) are decoded at `sample_rate` (default: the project's one rate,
+    omniembed.media.SAMPLE_RATE); video frames are sampled at `video_fps`. Media that fail to decode raise
+    MediaError naming the file.
+    """
+    from omniembed.data.manifest import Document, Item, parse_record
+
+    if isinstance(record, dict):
+        if base_dir is None:
+            raise DocumentError(f"record {record.get('id')!r} is a raw dict: pass base_dir to resolve its media paths")
+        record = parse_record(record, base_dir=base_dir)
+    rate = SAMPLE_RATE if sample_rate is None else sample_rate
+    if isinstance(record, Document):
+        return [TextSegment(s.text) if s.media is None else media_segment(s.media, rate, video_fps)
+                for s in record.segments]
+    if isinstance(record, Item):
+        views: dict[str, list[Segment]] = {}
+        if record.texts:
+            views["text"] = [TextSegment(record.texts[caption % len(record.texts)])]
+        for name, media in record.media.items():
+            views[name] = [media_segment(media, rate, video_fps)]
+        return views
+    raise DocumentError(f"from_record expects a manifest Item, Document or dict, got {type(record).__name__}")
+
+
+def media_segment(media: Any, sample_rate: int = SAMPLE_RATE, video_fps: float = 2.0) -> Segment:
+    """A manifest Media (omniembed.data.manifest) decoded into its segment."""
+    # a local path goes in as a path so the decoder's error names the file
+    src = media.source if media.data is None and not media.is_url else media.read_bytes()
+    return decode_segment(src, media.modality, sample_rate=sample_rate, video_fps=video_fps)
+
+
+SEGMENT_TYPES = (TextSegment, ImageSegment, AudioSegment, VideoSegment, ImageCodes, AudioCodes, VideoCodes)
+MODALITIES = ("text", *MEDIA_MODALITIES)
+
+
+def to_segments(item: Any, *, sample_rate: int, video_fps: float, index: int = 0) -> list:
+    """One input (see the module docstring) -> its list of segments, media decoded. Errors name the input."""
+    parts = list(item) if isinstance(item, (list, tuple)) else [item]
+    if not parts:
+        raise DocumentError(f"input {index} is an empty list: an interleaved document needs at least one segment")
+    out = []
+    for j, part in enumerate(parts):
+        single = len(parts) == 1 and not isinstance(item, (list, tuple))
+        where = f"input {index}" if single else f"input {index} part {j}"
+        if isinstance(part, (list, tuple)):
+            raise DocumentError(f"{where} is a nested list; an interleaved document is one flat list of segments")
+        out.append(_segment(part, sample_rate, video_fps, where))
+    return out
+
+
+def _segment(part: Any, rate: int, fps: float, where: str):
+    if isinstance(part, str):
+        return TextSegment(part)
+    if isinstance(part, SEGMENT_TYPES):
+        return part
+    if isinstance(part, np.ndarray):
+        if part.ndim == 3 and part.shape[-1] == 3 and part.dtype == np.uint8:
+            return ImageSegment(part)
+        raise DocumentError(f"{where}: an array input must be (H, W, 3) uint8 pixels, got {part.dtype} {part.shape}")
+    if isinstance(part, dict):
+        if len(part) != 1 or next(iter(part)) not in MODALITIES:
+            raise DocumentError(f"{where}: a dict input needs exactly one key of {MODALITIES}, got {sorted(part)}")
+        modality, src = next(iter(part.items()))
+        if modality == "text":
+            if not isinstance(src, str):
+                raise DocumentError(f"{where}: {{'text': ...}} needs a str, got {type(src).__name__}")
+            return TextSegment(src)
+        return _decode(src, modality, rate, fps, where)
+    if isinstance(part, (bytes, bytearray, memoryview, os.PathLike)):
+        try:
+            modality = detect_modality(part)
+        except MediaError as exc:
+            raise MediaError(f"{where} ({exc.source})", exc.reason) from exc
+        return _decode(part, modality, rate, fps, where)
+    raise InputTypeError(f"{where}: cannot embed a {type(part).__name__}; pass text (str), media bytes, a "
+                        "pathlib.Path, {'image'|'audio'|'video': src}, pixels, a segment, or a list of these")
+
+
+def _decode(src: Any, modality: str, rate: int, fps: float, where: str):
+    try:
+        return decode_segment(src, modality, sample_rate=rate, video_fps=fps)
+    except MediaError as exc:
+        raise MediaError(f"{where} ({exc.source})", exc.reason) from exc

@@ -1,0 +1,183 @@
+"""The mixed training stream over a tokenized Corpus: contrastive pair batches and next-token batches.
+
+Each step draws one modality pair (by `loop.pair_weights`) and a global batch of items that have both
+views; rows whose items share a duplicate group get the same label, so they are not negatives of each
+other. LM batches mix interleaved documents with caption sequences ("<image> codes caption").
+
+Determinism: random choices of step s come from a generator seeded with (seed, s), and which items come
+next is the position of seeded samplers (omniembed.train.sampler), saved in the checkpoint: a resumed run reads
+the same batches as an uninterrupted one. Every rank computes the global batch and keeps its share.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from omniembed.train.corpus import Corpus, CorpusItem
+from omniembed.errors import ConfigError
+from omniembed.tokenization.padding import pad_right
+from omniembed.train.config import DataConfig, LoopConfig
+from omniembed.train.sampler import ResumableSampler
+from omniembed.train.trainer import PairBatch, TokenBatch, ViewsBatch
+
+CAPTIONED_VIEWS = ("image", "audio", "video")
+MULTIVIEW = "multiview"  # the sampler / batch name of the all-views steps
+
+
+def pad_batch(seqs: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest: ids (B, T) long and pad_mask (B, T) bool, True on real tokens."""
+    ids, mask = pad_right(seqs, pad_id)
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def near_misses(items: list[CorpusItem]) -> list[list[int]]:
+    """For each item, the positions of items whose attribute set differs from its own in exactly one value
+    (same attribute names): the negatives a retrieval of exact attribute sets most often confuses."""
+    keys = [tuple(sorted(it.attributes.items())) if it.attributes else None for it in items]
+    by_set: dict[tuple, list[int]] = {}
+    for k, key in enumerate(keys):
+        if key is not None:
+            by_set.setdefault(key, []).append(k)
+    # compared set against set, not item against set: items repeat their attribute sets
+    neighbours = {own: sorted(k for key, members in by_set.items()
+                              if len(key) == len(own) and sum(a != b for a, b in zip(key, own)) == 1
+                              for k in members)
+                  for own in by_set}
+    return [neighbours[key] if key is not None else [] for key in keys]
+
+
+class TrainStream:
+    def __init__(self, corpus: Corpus, loop: LoopConfig, data: DataConfig, seed: int, rank: int = 0,
+                 world: int = 1):
+        self.corpus, self.loop, self.data, self.seed = corpus, loop, data, seed
+        self.rank, self.world = rank, world
+        train = corpus.split("train")
+        groups = sorted({corpus.items[i].group for i in train})
+        self.group_index = {g: k for k, g in enumerate(groups)}
+        self.pairs: list[str] = []
+        self.weights: list[float] = []
+        self.samplers: dict[str, ResumableSampler] = {}
+        self.members: dict[str, list[int]] = {}
+        for k, (name, w) in enumerate(sorted(loop.pair_weights.items())):
+            a, b = name.split("-")
+            members = [i for i in train if {a, b} <= set(corpus.items[i].views())]
+            if w <= 0 or len(members) < 2:
+                continue
+            self.pairs.append(name)
+            self.weights.append(w)
+            self.members[name] = members
+            self.samplers[name] = ResumableSampler(len(members), seed=seed * 1000 + k)
+        self.view_pairs: list[tuple[int, int, float]] = []
+        if loop.multiview > 0:
+            self._setup_multiview(train)
+        self.near_misses = {name: near_misses([corpus.items[i] for i in members])
+                            for name, members in self.members.items()} if loop.hard_negatives > 0 else {}
+        if not self.pairs:
+            raise ConfigError(f"no training item has both views of any pair in loop.pair_weights "
+                              f"{sorted(loop.pair_weights)}: nothing to train the contrastive head on")
+        for n, b in (("pair_batch", loop.pair_batch), ("lm_batch", loop.lm_batch)):
+            if b % world:
+                raise ConfigError(f"loop.{n}={b} does not split evenly over {world} processes")
+        # LM units: ("doc", index) or ("cap", item index) for items with captions and a media block
+        self.lm_units = [("doc", j) for j in range(len(corpus.documents))]
+        if data.caption_sequences:
+            self.lm_units += [("cap", i) for i in train
+                              if corpus.items[i].texts and any(v in corpus.items[i].blocks for v in CAPTIONED_VIEWS)]
+        self.lm_sampler = ResumableSampler(len(self.lm_units), seed=seed * 1000 + 999) if self.lm_units else None
+
+    def _setup_multiview(self, train: list[int]) -> None:
+        self.multiview_views = list(dict.fromkeys(self.loop.multiview_views))
+        views = self.multiview_views
+        weights = {frozenset(k.split("-")): w for k, w in self.loop.pair_weights.items()}
+        self.view_pairs = [(k, l, weights[frozenset((views[k], views[l]))])
+                           for k, l in itertools.combinations(range(len(views)), 2)
+                           if weights.get(frozenset((views[k], views[l])), 0) > 0]
+        members = [i for i in train if set(views) <= set(self.corpus.items[i].views())]
+        if not self.view_pairs or len(members) < 2:
+            raise ConfigError(f"loop.multiview={self.loop.multiview}: needs two or more training items with all of "
+                              f"{views} ({len(members)} found) and a positive pair_weights entry between two of "
+                              "them")
+        self.members[MULTIVIEW] = members
+        self.samplers[MULTIVIEW] = ResumableSampler(len(members), seed=self.seed * 1000 + 998)
+
+    def _rng(self, step: int, salt: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, step, salt])
+
+    def pair_batch(self, step: int) -> tuple[PairBatch | ViewsBatch, str]:
+        rng = self._rng(step, 0)
+        if self.view_pairs and rng.random() < self.loop.multiview:
+            views, labels = self._view_batches(MULTIVIEW, self.multiview_views, rng)
+            return ViewsBatch(views, self.view_pairs, labels), MULTIVIEW
+        p = np.asarray(self.weights) / sum(self.weights)
+        name = self.pairs[int(rng.choice(len(self.pairs), p=p))]
+        ((a_ids, a_mask), (b_ids, b_mask)), labels = self._view_batches(name, name.split("-"), rng)
+        return PairBatch(a_ids, a_mask, b_ids, b_mask, labels), name
+
+    def _view_batches(self, name: str, views: list[str], rng: np.random.Generator):
+        """This rank's rows of the next global batch of `name`'s members: one padded (ids, mask) per view
+        (each item's views share one caption choice) and the duplicate-group labels."""
+        picks = self._picks(name, rng)
+        captions = rng.integers(0, 1 << 30, size=self.loop.pair_batch)[self.rank::self.world]
+        items = [self.corpus.items[self.members[name][k]] for k in picks]
+        pad, mx = self.corpus.specials["pad"], self.data.max_view_tokens
+        batches = [pad_batch([self.corpus.view_ids(it, v, int(c), mx) for it, c in zip(items, captions)], pad)
+                   for v in views]
+        labels = torch.tensor([self.group_index[it.group] for it in items], dtype=torch.long)
+        return batches, labels
+
+    def _picks(self, name: str, rng: np.random.Generator) -> list[int]:
+        """This rank's member positions for the next global batch: the sampler's order, where
+        `loop.hard_negatives` of the slots are given to near misses of items already drawn."""
+        B = self.loop.pair_batch
+        n_hard = int(round(self.loop.hard_negatives * B))
+        near = self.near_misses.get(name)
+        if not n_hard or not near or not any(near):
+            return self.samplers[name].take_shard(B, self.rank, self.world)
+        picks = self.samplers[name].take(B - n_hard)
+        sources = [k for k in picks if near[k]]
+        for j in range(n_hard):
+            if not sources:  # no drawn item has a near miss: fill from the plain order
+                picks += self.samplers[name].take(n_hard - j)
+                break
+            options = near[sources[j % len(sources)]]
+            picks.append(options[int(rng.integers(len(options)))])
+        return picks[self.rank::self.world]
+
+    def lm_batch(self, step: int) -> TokenBatch | None:
+        if self.lm_sampler is None or not self.loop.lm_every or step % self.loop.lm_every:
+            return None
+        rng = self._rng(step, 1)
+        choice = rng.integers(0, 1 << 30, size=(self.loop.lm_batch, 2))[self.rank::self.world]
+        seqs, starts = [], []  # starts: first token the loss counts (0: all of it)
+        for k, (c_view, c_text) in zip(self.lm_sampler.take_shard(self.loop.lm_batch, self.rank, self.world),
+                                       choice):
+            kind, idx = self.lm_units[k]
+            if kind == "doc":
+                seqs.append(self.corpus.document_sequence(idx, self.data.lm_max_len))
+                starts.append(0)
+                continue
+            item = self.corpus.items[idx]
+            views = [v for v in CAPTIONED_VIEWS if v in item.blocks]
+            seq, prompt = self.corpus.caption_sequence(item, views[int(c_view) % len(views)], int(c_text),
+                                                       self.data.lm_max_len)
+            seqs.append(seq)
+            starts.append(prompt if self.data.caption_loss == "text" else 0)
+        ids, mask = pad_batch(seqs, self.corpus.specials["pad"])
+        loss_mask = mask & (torch.arange(ids.shape[1])[None, :] >= torch.tensor(starts)[:, None])  # (B, T)
+        return TokenBatch(ids, mask, loss_mask)
+
+    def state_dict(self) -> dict:
+        return {"pairs": {k: s.state_dict() for k, s in self.samplers.items()},
+                "lm": None if self.lm_sampler is None else self.lm_sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if sorted(state["pairs"]) != sorted(self.samplers):
+            raise ConfigError(f"checkpoint data position covers pairs {sorted(state['pairs'])}, this run trains "
+                              f"{sorted(self.samplers)}: resume with the same loop.pair_weights")
+        for k, s in state["pairs"].items():
+            self.samplers[k].load_state_dict(s)
+        if self.lm_sampler is not None and state["lm"] is not None:
+            self.lm_sampler.load_state_dict(state["lm"])

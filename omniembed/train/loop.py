@@ -1,0 +1,137 @@
+"""Stage 3 of training: the joint loop from step 1.
+
+Each step takes a Matryoshka contrastive batch over modality pairs (or all of an item's views) and a
+next-token batch of documents and caption sequences (omniembed.train.batches), one optimizer step
+(omniembed.train.trainer), a line in RUN_DIR/steps.jsonl and TensorBoard; periodic held-out recall
+(omniembed.train.evaluate) and atomic checkpoints to RUN_DIR/checkpoint.pt, which `resume` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from omniembed.errors import ConfigError
+from omniembed.model import build_model, check_recorded, config_for_vocabulary, model_config_dict
+from omniembed.train import distributed as D
+from omniembed.train.batches import TrainStream
+from omniembed.train.config import RunConfig
+from omniembed.train.evaluate import evaluation_record, headline, write_eval
+from omniembed.train.rundir import CHECKPOINT_FILE, CONFIG_FILE, STEPS_FILE, TOKENIZER_DIR, VOCAB_FILE
+from omniembed.train.stages import prepare_data
+from omniembed.train.trainer import Trainer
+
+log = logging.getLogger("omniembed.train")
+
+
+def resolved_config(cfg: RunConfig, model, model_cfg) -> dict:
+    """What RUN_DIR/train.yaml records: the config as run, the model section as built (kind, the whole shape,
+    the vocabulary-derived fields; late fusion: its towers and id ranges). It loads back as a config."""
+    out = cfg.to_dict()
+    out["model"] = model_config_dict(model, model_cfg)
+    out["tokenizers"] = TOKENIZER_DIR  # relative to RUN_DIR: the run is self-contained
+    return out
+
+
+def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | None = None) -> dict:
+    """All stages; returns the last evaluation record (rank 0) or {} (other ranks)."""
+    started = time.perf_counter()
+    torch.set_num_threads(cfg.loop.threads)
+    device = D.init_from_env()
+    doc_tok, key, corpus = prepare_data(cfg, run_dir)
+
+    model_cfg = config_for_vocabulary(cfg.model, doc_tok.vocab, image_tokens=doc_tok.tokens_per_image or 0)
+    torch.manual_seed(cfg.seed)
+    # model.kind: early (OmniModel) | late (LateFusionModel at OmniModel(model_cfg)'s parameter count)
+    model = build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)
+    check_recorded(cfg.model, model, model_cfg)
+    if D.rank() == 0:
+        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved_config(cfg, model, model_cfg), sort_keys=False))
+        doc_tok.vocab.save(run_dir / VOCAB_FILE)
+    # steps may be pair-only (lm_every > 1): DDP must then tolerate the LM head going unused
+    tcfg = cfg.train
+    tcfg.total_steps = cfg.loop.steps
+    tcfg.ddp_find_unused = tcfg.ddp_find_unused or cfg.loop.lm_every != 1
+    trainer = Trainer(model, tcfg)
+    stream = TrainStream(corpus, cfg.loop, cfg.data, cfg.seed, D.rank(), D.world_size())
+    ckpt = run_dir / CHECKPOINT_FILE
+    if resume:
+        state = trainer.resume(ckpt)
+        if state["extra"].get("corpus") != key:
+            raise ConfigError(f"{ckpt}: was trained on another corpus or tokenizers than {run_dir} holds now")
+        stream.load_state_dict(state["data_state"])
+        log.info("resumed from %s at step %d", ckpt, trainer.step)
+    log.info("model: %s, %d layers of width %d, %.2fM parameters; %d train items, %d documents; pairs %s",
+             cfg.model.get("kind", "early"), model_cfg.n_layers, model_cfg.d_model, model.num_params() / 1e6,
+             len(corpus.split("train")), len(corpus.documents), stream.pairs)
+
+    writer = None
+    if D.rank() == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
+    config_dict = resolved_config(cfg, model, model_cfg)
+
+    def save():
+        trainer.save(ckpt, data_state=stream.state_dict(), config=config_dict, extra={"corpus": key})
+
+    last: dict = {}
+    end = cfg.loop.steps if stop_at is None else min(stop_at, cfg.loop.steps)
+    bar = tqdm(total=end, initial=trainer.step, desc="train", unit="step", disable=D.rank() != 0,
+               dynamic_ncols=True)
+    t0, tokens = time.perf_counter(), 0
+    while trainer.step < end:
+        step = trainer.step + 1
+        pairs, pair_name = stream.pair_batch(step)
+        lm = stream.lm_batch(step)
+        res = trainer.train_step(lm=lm, pairs=pairs)
+        tokens += pairs.tokens() + (0 if lm is None else int(lm.pad_mask.sum()))
+        bar.update(0 if res.skipped else 1)
+        if res.skipped:
+            continue
+        s = res.stats
+        bar.set_postfix(loss=f"{res.loss:.3f}", con=f"{s.get('con/loss', float('nan')):.3f}",
+                        lm=f"{s.get('lm/ce', float('nan')):.3f}", refresh=False)
+        if writer is not None:
+            with open(run_dir / STEPS_FILE, "a") as f:
+                f.write(json.dumps({"step": res.step, "loss": res.loss, "lr": res.lr, "grad_norm": res.grad_norm,
+                                    "pair": pair_name, "seconds": round(time.perf_counter() - t0, 3),
+                                    **{k: v for k, v in s.items()}}) + "\n")
+            writer.add_scalar("train/loss", res.loss, res.step)
+            writer.add_scalar("train/lr", res.lr, res.step)
+            writer.add_scalar("train/grad_norm", res.grad_norm, res.step)
+            for k, v in s.items():
+                writer.add_scalar(k.replace("@", "_at_"), v, res.step)
+        if cfg.loop.log_every and res.step % cfg.loop.log_every == 0:
+            rate = tokens * D.world_size() / (time.perf_counter() - t0)  # every rank's share is about this one's
+            log.info("step %d/%d loss %.4f con %.4f lm %.4f temp %.4f lr %.2e grad %.2f (%s) %.0f tok/s", res.step,
+                     cfg.loop.steps, res.loss, s.get("con/loss", float("nan")), s.get("lm/ce", float("nan")),
+                     s.get("temperature", float("nan")), res.lr, res.grad_norm, pair_name, rate)
+        if cfg.loop.ckpt_every and res.step % cfg.loop.ckpt_every == 0 and res.step < end:
+            save()
+        if cfg.loop.eval_every and res.step % cfg.loop.eval_every == 0 and res.step < end:
+            last = _eval_and_log(model, corpus, cfg, doc_tok, res.step, run_dir, writer, started)
+    bar.close()
+    save()
+    last = _eval_and_log(model, corpus, cfg, doc_tok, trainer.step, run_dir, writer, started)
+    if writer is not None:
+        writer.close()
+    log.info("done: step %d in %.1fs, checkpoint %s", trainer.step, time.perf_counter() - t0, ckpt)
+    return last
+
+
+def _eval_and_log(model, corpus, cfg, doc_tok, step, run_dir, writer, started) -> dict:
+    record: dict = {}
+    if D.rank() == 0:
+        record = evaluation_record(model, corpus, cfg, doc_tok, step)
+        record["wall_s"] = round(time.perf_counter() - started, 1)  # this process, all stages so far
+        write_eval(run_dir, record, writer)
+        log.info("eval step %d (%.1fs): %s", step, record.get("eval_s", 0.0), headline(record))
+    D.barrier()
+    return record

@@ -1,0 +1,75 @@
+"""A training run directory: its layout, and reading it back as the trained model with the tokenizers and
+vocabulary it was trained with.
+
+    run = load_run("runs/small")
+    run.model        # OmniModel, eval mode, fp32, on CPU
+    run.tokenizers   # omniembed.tokenization.store.Tokenizers (text, image, audio, config)
+    run.vocab        # omniembed.tokenization.vocab.Vocabulary
+    run.config       # RUN_DIR/train.yaml as a dict (run.config["model"] is the full ModelConfig)
+    run.document_tokenizer()  # a DocumentTokenizer over the three, at the tokenizers' video_fps
+
+Written by `python -m omniembed.train`: train.yaml (the resolved config), tokenizers/, vocab.json,
+checkpoint.pt, steps.jsonl, eval.jsonl, train.log, tb/, and the tokenized corpus (corpus.npz, corpus.json).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from omniembed.errors import ConfigError
+
+CONFIG_FILE, CHECKPOINT_FILE, TOKENIZER_DIR, VOCAB_FILE = "train.yaml", "checkpoint.pt", "tokenizers", "vocab.json"
+EVAL_FILE, LOG_FILE = "eval.jsonl", "train.log"
+STEPS_FILE = "steps.jsonl"  # one line per applied step: step, loss, the loss terms, lr, pair, seconds into the loop
+
+
+@dataclass
+class Run:
+    model: Any  # omniembed.model.OmniModel (or the late-fusion baseline)
+    tokenizers: Any  # omniembed.tokenization.store.Tokenizers
+    vocab: Any  # omniembed.tokenization.vocab.Vocabulary
+    config: dict
+    root: Path
+    step: int = 0
+
+    def document_tokenizer(self):
+        from omniembed.tokenization.document import DocumentTokenizer
+
+        t = self.tokenizers
+        return DocumentTokenizer(self.vocab, t.text, t.image, t.audio, video_fps=t.config.video_fps)
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
+    """The model of RUN_DIR/checkpoint.pt in eval mode (fp32), with its tokenizers and vocabulary."""
+    import torch
+
+    from omniembed.model import model_from_dict
+    from omniembed.tokenization.store import load_tokenizers
+    from omniembed.tokenization.vocab import Vocabulary
+    from omniembed.train.checkpoint import read_checkpoint
+
+    root = Path(run_dir)
+    for name in (CONFIG_FILE, CHECKPOINT_FILE, TOKENIZER_DIR):
+        if not (root / name).exists():
+            raise ConfigError(f"{root}: not a training run directory (missing {name}; "
+                              "write one with omniembed train)")
+    config = yaml.safe_load((root / CONFIG_FILE).read_text()) or {}
+    # kind early (OmniModel) or late (LateFusionModel), from train.yaml's model section
+    model = model_from_dict(config.get("model") or {}, source=str(root / CONFIG_FILE))
+    model_cfg = model.cfg
+    tokenizers = load_tokenizers(root / TOKENIZER_DIR)
+    vocab = Vocabulary(tokenizers.text.vocab_size, int(tokenizers.image.codebook_size),
+                       int(tokenizers.audio.codebook_size))
+    if (root / VOCAB_FILE).is_file():
+        vocab = Vocabulary.load(root / VOCAB_FILE)
+    if vocab.size != model_cfg.vocab_size:
+        raise ConfigError(f"{root}: the tokenizers give a vocabulary of {vocab.size} ids but the model was "
+                          f"trained with vocab_size={model_cfg.vocab_size}")
+    payload = read_checkpoint(root / CHECKPOINT_FILE)
+    model.load_state_dict(payload["model"])
+    model = model.float().to(torch.device(device)).eval()
+    return Run(model=model, tokenizers=tokenizers, vocab=vocab, config=config, root=root, step=payload["step"])

@@ -1,0 +1,128 @@
+"""Stages 0-2 of training, each skipped where the run directory already holds its output:
+
+  0. data: `data.manifest`, or a synthetic world generated into RUN_DIR/world when none is given;
+  1. tokenizers: reuse `tokenizers=DIR` (copied to RUN_DIR/tokenizers) or train them there;
+  2. corpus: every view and document tokenized once into RUN_DIR/corpus.{npz,json} (omniembed.train.corpus).
+
+Under torchrun rank 0 does the work and the other ranks wait at a barrier, then read what it wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from omniembed.data.workers import resolve_workers
+from omniembed.errors import ConfigError, ManifestError
+from omniembed.train import distributed as D
+from omniembed.train.config import RunConfig
+from omniembed.train.corpus import Corpus, build_corpus
+from omniembed.train.rundir import TOKENIZER_DIR
+
+log = logging.getLogger("omniembed.train")
+
+
+def resolve_data(cfg: RunConfig, run_dir: Path) -> tuple[Path, Path | None]:
+    """(train manifest, held-out manifest or None); generates the synthetic world when none is given."""
+    data = cfg.data
+    if data.manifest is None:
+        from omniembed.data.synth import generate
+
+        world = run_dir / "world"
+        if not _seen_by_all((world / "world.json").is_file()):
+            log.info("no data.manifest: generating a synthetic world of %d items in %s", data.synth_n, world)
+            if D.rank() == 0:
+                generate(world, data.synth_n, data.synth_seed, video_format=data.synth_video)
+            D.barrier()
+        manifest = world / "manifest.jsonl"
+    else:
+        manifest = Path(data.manifest)
+    if not manifest.is_file():
+        raise ManifestError(f"data.manifest={str(manifest)!r}: no such file")
+    heldout = Path(data.heldout) if data.heldout else manifest.with_name("heldout.jsonl")
+    if data.heldout and not heldout.is_file():
+        raise ManifestError(f"data.heldout={data.heldout!r}: no such file")
+    return manifest, heldout if heldout.is_file() else None
+
+
+def prepare_tokenizers(cfg: RunConfig, run_dir: Path, manifest: Path) -> Path:
+    out = run_dir / TOKENIZER_DIR
+    if _seen_by_all((out / "tokenizers.yaml").is_file()):
+        return out
+    if D.rank() == 0:
+        if cfg.tokenizers:
+            src = Path(cfg.tokenizers)
+            if not (src / "tokenizers.yaml").is_file():
+                raise ConfigError(f"tokenizers={cfg.tokenizers!r}: not a trained tokenizer directory "
+                                  "(no tokenizers.yaml)")
+            shutil.copytree(src, out, dirs_exist_ok=True)
+            log.info("stage 1: tokenizers copied from %s", src)
+        else:
+            from omniembed.tokenization.train import train_tokenizers
+
+            log.info("stage 1: training tokenizers on %s", manifest)
+            t0 = time.perf_counter()
+            train_tokenizers(manifest, out, cfg.tokenizer)
+            log.info("stage 1: tokenizers trained in %.1fs", time.perf_counter() - t0)
+    D.barrier()
+    return out
+
+
+def fingerprint(manifest: Path, heldout: Path | None, tok_dir: Path, cfg: RunConfig) -> str:
+    """What the cached corpus depends on: the manifests' bytes, the tokenizers' files, the view limits."""
+    h = hashlib.sha256()
+    for p in [manifest, heldout, *sorted(tok_dir.glob("*.pt")), tok_dir / "tokenizer.json"]:
+        if p is not None and p.is_file():
+            h.update(p.read_bytes())
+    h.update(repr((cfg.data.max_view_tokens,)).encode())
+    return h.hexdigest()
+
+
+def prepare_corpus(manifest: Path, heldout: Path | None, tok_dir: Path, doc_tok, video_fps: float,
+                   sample_rate: int, cache_dir: Path, key: str, workers: int | None = None) -> Corpus:
+    """The tokenized corpus from cache_dir, built first (rank 0, `workers` processes; None: one per CPU, up
+    to 8) unless it holds one made from the same manifests, tokenizers and view limits (`key`)."""
+    stamp = cache_dir / "corpus.key"
+    if not _seen_by_all(stamp.is_file() and stamp.read_text() == key and (cache_dir / "corpus.json").is_file()):
+        if D.rank() == 0:
+            from omniembed.data.manifest import load_manifest
+
+            t0 = time.perf_counter()
+            train = load_manifest(manifest)
+            held = load_manifest(heldout) if heldout is not None else []
+            held += [r for r in train if r.split == "heldout"]
+            train = [r for r in train if r.split != "heldout"]
+            corpus = build_corpus(train, held, doc_tok, sample_rate, video_fps, resolve_workers(workers))
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            corpus.save(cache_dir)
+            stamp.write_text(key)
+            log.info("stage 2: tokenized %d items (%d held out) and %d documents in %.1fs", len(corpus.items),
+                     len(corpus.split("heldout")), len(corpus.documents), time.perf_counter() - t0)
+        D.barrier()
+    return Corpus.load(cache_dir)
+
+
+def _seen_by_all(ready: bool) -> bool:
+    """Whether a stage's output exists, looked at by every rank BEFORE rank 0 may write it: without this
+    barrier a late rank sees rank 0's fresh output, skips the stage and never joins the stage's barrier."""
+    D.barrier()
+    return ready
+
+
+def prepare_data(cfg: RunConfig, run_dir: Path):
+    """Stages 0-2, each skipped where RUN_DIR (or data.corpus_cache) already holds its output: returns the
+    document tokenizer, the corpus fingerprint and the corpus."""
+    manifest, heldout = resolve_data(cfg, run_dir)
+    tok_dir = prepare_tokenizers(cfg, run_dir, manifest)
+    from omniembed.tokenization.document import DocumentTokenizer
+    from omniembed.tokenization.store import load_tokenizers
+
+    toks = load_tokenizers(tok_dir)
+    doc_tok = DocumentTokenizer.from_tokenizers(toks.text, toks.image, toks.audio, video_fps=toks.config.video_fps)
+    key = fingerprint(manifest, heldout, tok_dir, cfg)
+    corpus = prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
+                            Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key, cfg.data.workers)
+    return doc_tok, key, corpus

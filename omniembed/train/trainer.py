@@ -1,0 +1,294 @@
+"""One joint training step, the core of `python -m omniembed.train`: next-token loss on an LM batch plus
+the Matryoshka contrastive loss on a pair batch, weighted; bf16 autocast; gradient clipping; skipping of
+non-finite or spiking steps; DDP/FSDP when torch.distributed is up; checkpoint save/resume.
+
+The data pipeline is not here: the caller hands in `TokenBatch` / `PairBatch` tensors and the data
+position (e.g. a `ResumableSampler` state) to save with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+from omniembed.train import distributed as D
+from omniembed.train.checkpoint import load_checkpoint, save_checkpoint
+from omniembed.errors import ConfigError, OmniEmbedError
+from omniembed.train.losses import IGNORE_INDEX, lm_targets, matryoshka_contrastive_loss, next_token_loss
+from omniembed.model import OmniModel
+from omniembed.train.schedule import build_scheduler
+
+log = logging.getLogger("omniembed.train")
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+class TrainingDiverged(OmniEmbedError, RuntimeError):
+    """Too many consecutive steps were skipped for a non-finite or spiking loss."""
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 10
+    total_steps: int = 1000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping (the norm is still checked)
+    lm_weight: float = 1.0
+    contrastive_weight: float = 1.0
+    matryoshka_dims: tuple[int, ...] | None = None  # None: the model's embed_dims
+    precision: str = "fp32"  # bf16: autocast matmuls to bfloat16; auto: bf16 on CUDA or native-bf16 CPUs, else fp32
+    parallel: str = "auto"  # auto (DDP under torchrun) | none | ddp | fsdp
+    ddp_find_unused: bool = False  # set when DDP steps may lack the LM or the pair batch
+    spike_factor: float = 4.0  # a loss above spike_factor * its running mean skips the step; 0 disables
+    spike_warmup: int = 20  # good steps before spike detection starts (early losses fall fast)
+    max_bad_steps: int = 5  # consecutive skipped steps that stop the run
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train precision={self.precision!r}: must be one of {PRECISIONS}")
+        if self.parallel not in D.PARALLEL_MODES:
+            raise ConfigError(f"train parallel={self.parallel!r}: must be one of {D.PARALLEL_MODES}")
+        if self.max_bad_steps < 1:
+            raise ConfigError(f"train max_bad_steps={self.max_bad_steps}: must be >= 1")
+        if self.matryoshka_dims is not None:
+            self.matryoshka_dims = tuple(int(d) for d in self.matryoshka_dims)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"train config: unknown keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class TokenBatch:
+    """Interleaved documents for the next-token loss: ids (B, T), pad_mask (B, T) True on real tokens.
+    loss_mask (B, T), optional: True on the tokens to predict (e.g. only a caption, not the image before it)."""
+    ids: torch.Tensor
+    pad_mask: torch.Tensor
+    loss_mask: torch.Tensor | None = None
+
+
+@dataclass
+class PairBatch:
+    """Two views per item, row i of a with row i of b; labels (B,) mark items that are not negatives."""
+    a_ids: torch.Tensor
+    a_mask: torch.Tensor
+    b_ids: torch.Tensor
+    b_mask: torch.Tensor
+    labels: torch.Tensor | None = None
+
+    def tokens(self) -> int:
+        return int(self.a_mask.sum() + self.b_mask.sum())
+
+
+@dataclass
+class ViewsBatch:
+    """Several views of the same items: views[k] = (ids (B, T_k), pad_mask (B, T_k)), row i of every view
+    is item i. The contrastive loss is the weighted mean over `pairs` (k, l, weight) of the loss between
+    views k and l, so each view is encoded once and serves every pair it is part of."""
+    views: list[tuple[torch.Tensor, torch.Tensor]]
+    pairs: list[tuple[int, int, float]]
+    labels: torch.Tensor | None = None
+
+    def to(self, device) -> "ViewsBatch":
+        return ViewsBatch([(i.to(device), m.to(device)) for i, m in self.views], self.pairs,
+                          None if self.labels is None else self.labels.to(device))
+
+    def tokens(self) -> int:
+        return int(sum(m.sum() for _, m in self.views))
+
+
+@dataclass
+class StepResult:
+    step: int  # optimizer updates applied so far
+    loss: float  # weighted total, averaged over ranks
+    lr: float
+    grad_norm: float
+    skipped: bool
+    reason: str  # why the step was skipped, "" if applied
+    stats: dict[str, float]
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware; without it bf16 autocast is a slowdown."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not norms, not the temperature), as in GPT-2/nanoGPT."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+class Trainer:
+    """Holds the (wrapped) model, optimizer, scheduler and the step / skip counters."""
+
+    def __init__(self, model: OmniModel, cfg: TrainConfig):
+        self.cfg = cfg
+        self.model = model  # unwrapped, for embed/generate/export
+        self.dims = cfg.matryoshka_dims or model.cfg.embed_dims
+        if max(self.dims) > max(model.cfg.embed_dims):
+            raise ConfigError(f"train matryoshka_dims {self.dims} exceed the model's embed_dims "
+                              f"{model.cfg.embed_dims}")
+        self.module = D.wrap_model(model, cfg.parallel, cfg.ddp_find_unused)
+        self.device = D.model_device(model)
+        if cfg.precision == "auto":
+            native = self.device.type == "cuda" or (self.device.type == "cpu" and cpu_has_native_bf16())
+            cfg.precision = "bf16" if native else "fp32"
+            log.info("precision=auto: %s on %s", cfg.precision, self.device)
+        if cfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning("precision=bf16 on a CPU without AVX512-BF16 or AMX: bf16 matrix products are emulated "
+                        "and far slower than fp32 here (see bench/results/train_step.md); use precision=fp32")
+        self.optimizer = build_optimizer(model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
+        self.step = 0
+        self.bad_in_row = 0
+        self.skipped_total = 0
+        self.good_steps = 0
+        self.loss_ema: float | None = None
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+
+    def _to_device(self, batch):
+        if batch is None:
+            return None
+        if isinstance(batch, ViewsBatch):
+            return batch.to(self.device)
+        moved = {k: None if v is None else v.to(self.device, non_blocking=True) for k, v in vars(batch).items()}
+        return type(batch)(**moved)
+
+    def _losses(self, lm: TokenBatch | None, pairs: PairBatch | None):
+        lm, pairs = self._to_device(lm), self._to_device(pairs)
+        pair_kw = {}
+        if isinstance(pairs, ViewsBatch):
+            pair_kw = {"views": pairs.views}
+        elif pairs is not None:
+            # two passes, each view padded to its own length: a text view is not padded to a video's
+            pair_kw = {"pair_ids": pairs.a_ids, "pair_mask": pairs.a_mask, "pair_b_ids": pairs.b_ids,
+                       "pair_b_mask": pairs.b_mask}
+        with self._autocast():
+            out = self.module(lm_ids=None if lm is None else lm.ids, lm_mask=None if lm is None else lm.pad_mask,
+                              **pair_kw)
+        total = torch.zeros((), device=self.device)
+        stats: dict[str, torch.Tensor] = {}
+        if lm is not None:
+            targets = lm_targets(lm.ids, lm.pad_mask.bool(), IGNORE_INDEX)
+            if lm.loss_mask is not None:  # target t is token t+1: keep it where token t+1 is to be predicted
+                keep = F.pad(lm.loss_mask.bool()[:, 1:], (0, 1), value=False)
+                targets = targets.masked_fill(~keep, IGNORE_INDEX)
+            loss, s = next_token_loss(out["logits"], targets, IGNORE_INDEX, self.model.cfg.z_loss_weight)
+            total = total + self.cfg.lm_weight * loss
+            stats.update(s)
+        if pairs is not None:
+            emb = out["embedding"]  # (n_views * B, D): each view's rows in turn
+            if isinstance(pairs, ViewsBatch):
+                loss, s = self._views_loss(emb.chunk(len(pairs.views), dim=0), pairs, out["temperature"])
+            else:
+                a, b = emb.chunk(2, dim=0)
+                loss, s = matryoshka_contrastive_loss(a, b, self.dims, out["temperature"], gather=True,
+                                                      labels=pairs.labels)
+            total = total + self.cfg.contrastive_weight * loss
+            stats.update(s)
+            stats["temperature"] = out["temperature"].detach()
+        return total, stats
+
+    def _views_loss(self, embs, batch: ViewsBatch, temperature):
+        """Weighted mean of the pairwise Matryoshka losses; stats are averaged with the same weights."""
+        total_w = sum(w for _, _, w in batch.pairs)
+        loss, stats = None, {}
+        for k, l, w in batch.pairs:
+            pair_loss, s = matryoshka_contrastive_loss(embs[k], embs[l], self.dims, temperature, gather=True,
+                                                       labels=batch.labels)
+            loss = w / total_w * pair_loss if loss is None else loss + w / total_w * pair_loss
+            for name, v in s.items():
+                stats[name] = stats.get(name, 0.0) + w / total_w * v
+        return loss, stats
+
+    def train_step(self, lm: TokenBatch | None = None, pairs: PairBatch | ViewsBatch | None = None) -> StepResult:
+        if lm is None and pairs is None:
+            raise ValueError("train_step needs an LM batch, a pair batch, or both")
+        self.module.train()
+        loss, stats = self._losses(lm, pairs)
+        # always backward, even on a bad loss: under DDP every rank must join the gradient all-reduce
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        # one all-reduce and one device sync for everything we log or decide on
+        names = list(stats)
+        packed = torch.stack([loss.detach().float()] + [stats[k].float().to(loss.device) for k in names])
+        packed = D.all_reduce_mean(packed).tolist()
+        total, values = packed[0], dict(zip(names, packed[1:]))
+        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        lr = self.optimizer.param_groups[0]["lr"]
+        reason = self._bad_reason(total, grad_norm)
+        if reason:
+            return self._skip(reason, total, lr, grad_norm, values)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        self.good_steps += 1
+        self.bad_in_row = 0
+        self.loss_ema = total if self.loss_ema is None else 0.95 * self.loss_ema + 0.05 * total
+        return StepResult(self.step, total, lr, grad_norm, False, "", values)
+
+    def _bad_reason(self, loss: float, grad_norm: float) -> str:
+        if not math.isfinite(loss):
+            return f"loss is {loss}"
+        if not math.isfinite(grad_norm):
+            return f"gradient norm is {grad_norm}"
+        f = self.cfg.spike_factor
+        if f > 0 and self.good_steps >= self.cfg.spike_warmup and self.loss_ema is not None \
+                and loss > f * self.loss_ema:
+            return f"loss spiked to {loss:.4g}, over {f:g}x its running mean {self.loss_ema:.4g}"
+        return ""
+
+    def _skip(self, reason, total, lr, grad_norm, values) -> StepResult:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_in_row += 1
+        self.skipped_total += 1
+        msg = (f"step {self.step + 1}: {reason}; step skipped, weights unchanged "
+               f"({self.bad_in_row}/{self.cfg.max_bad_steps} in a row)")
+        log.warning(msg)
+        if self.bad_in_row >= self.cfg.max_bad_steps:
+            raise TrainingDiverged(f"stopping: {self.bad_in_row} consecutive steps skipped, last: {msg}. "
+                                   "Lower the learning rate or resume from an earlier checkpoint.")
+        return StepResult(self.step, total, lr, grad_norm, True, reason, values)
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "bad_in_row": self.bad_in_row, "skipped_total": self.skipped_total,
+                "good_steps": self.good_steps, "loss_ema": self.loss_ema}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("step", "bad_in_row", "skipped_total", "good_steps", "loss_ema"):
+            setattr(self, key, state[key])
+
+    def save(self, path, data_state: dict | None = None, config: dict | None = None, extra: dict | None = None):
+        config = config if config is not None else {"model": self.model.cfg.to_dict(), "train": asdict(self.cfg)}
+        return save_checkpoint(path, model=self.module, optimizer=self.optimizer, scheduler=self.scheduler,
+                               step=self.step, data_state=data_state, config=config,
+                               extra={"trainer": self.state_dict(), **(extra or {})})
+
+    def resume(self, path) -> dict:
+        """Restore model, optimizer, scheduler, RNG and counters; returns the checkpoint's data_state etc."""
+        state = load_checkpoint(path, self.module, self.optimizer, self.scheduler)
+        self.load_state_dict(state["extra"]["trainer"])
+        return state

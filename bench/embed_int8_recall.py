@@ -32,9 +32,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from omniembed.train.corpus import Corpus
-    from omniembed.train.evaluate import EVAL_MODALITIES, _key, recall_at_k
+    from omniembed.eval.hits import hit_key
+    from omniembed.eval.metrics import recall_at_k
     from omniembed.runtime import Embedder, prefix
+    from omniembed.train.corpus import Corpus
+    from omniembed.train.evaluate import EVAL_MODALITIES
 
     run_dir = Path(args.run_dir)
     bundle = Path(args.bundle) if args.bundle else export(run_dir, args.threads)
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if not members:
             continue
         seqs = [corpus.view_ids(corpus.items[i], m, 0, max_tokens).tolist() for i in members]
-        keys[m] = [_key(corpus.items[i]) for i in members]
+        keys[m] = [hit_key("attributes", corpus.items[i].id, corpus.items[i].attributes, corpus.items[i].group)
+                   for i in members]
         for v, emb in engines.items():
             vecs[v][m] = emb.embed_ids(seqs)
     rows = []

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("omniembed.train.cli", "train the trunk: tokenizers, tokenized corpus, joint LM + contrastive training"),
     "demo": ("omniembed.demo.cli", "run the main job end to end on the embedded defaults"),
     "export": ("omniembed.export.cli", "export a training run to an ONNX bundle for the torch-free runtime"),
+    "eval": ("omniembed.eval.cli", "recall@k and mAP of a bundle or run on any manifest, every modality pair and dim"),
     "serve": ("omniembed.serve.__main__", "serve embeddings and search over gRPC (omniembed.serve)"),
 }
 

@@ -9,8 +9,9 @@ Stages, each printed as it runs:
   2. export    `omniembed export`: the ONNX bundle the torch-free runtime serves
   3. serve     `omniembed serve` in a subprocess on a free localhost port
   4. index     every view of every held-out item upserted through the service (embedded by the server)
-  5. queries   text->image, image->audio, audio->video, video->text and a caption+image query, over gRPC;
-               a hit is a top result with exactly the query item's attribute set
+  5. queries   over gRPC: text->image, image->audio, audio->video, video->text and a caption+image query
+               (on held-out data with fewer modalities: every pair of those it has); a hit is a top result
+               that the run's hit rule accepts (omniembed.eval.hits: by default the same attribute set)
 key=value arguments override the training config (e.g. loop.steps=200).
 """
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"listening on {server.target} (log: {out / 'server.log'})")
         timings["serve"] = time.perf_counter() - t
         try:
-            code = _index_and_query(server.target, run_dir, args, timings)
+            code = _index_and_query(server.target, run_dir, bundle, args, timings)
         finally:
             exit_code = server.stop()
             print(f"server stopped (exit {exit_code}); index persisted in {index_dir}")
@@ -146,39 +147,66 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _index_and_query(target: str, run_dir: Path, args, timings: dict) -> int:
+def _index_and_query(target: str, run_dir: Path, bundle: Path, args, timings: dict) -> int:
+    import grpc
+    import yaml
     from tqdm import tqdm
 
-    from omniembed.demo.queries import index_entries, run_queries
+    from omniembed.demo.queries import index_entries, plan, run_queries
+    from omniembed.eval.hits import resolve_rule
+    from omniembed.runtime import read_manifest
     from omniembed.serve import Client
 
     items, source = heldout_items(run_dir, args)
+    settings = (yaml.safe_load((run_dir / "train.yaml").read_text()) or {}).get("eval") or {}
+    label = settings.get("label")
+    rule = resolve_rule(settings.get("hit", "auto"), label, (i.attributes for i in items))
+    embeddable = set(read_manifest(bundle, verify=False).get("modalities", ("text", "image", "audio", "video")))
     t = _stage(4, f"index: every view of {len(items)} held-out items from {source}, embedded by the server")
-    entries = index_entries(items)
+    entries = [e for e in index_entries(items) if e[2]["modality"] in embeddable]
+    refused: list[str] = []
     with Client(target, timeout=120.0) as client:
         chunk = 32
         for start in tqdm(range(0, len(entries), chunk), desc="upsert", unit="batch", file=sys.stdout):
             part = entries[start:start + chunk]
-            client.upsert([e[0] for e in part], items=[e[1] for e in part], metadata=[e[2] for e in part])
+            try:
+                client.upsert([e[0] for e in part], items=[e[1] for e in part], metadata=[e[2] for e in part])
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                for e in part:  # one bad view (a file that does not decode) must not stop the others
+                    try:
+                        client.upsert([e[0]], items=[e[1]], metadata=[e[2]])
+                    except grpc.RpcError as one:
+                        if one.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                            raise
+                        refused.append(f"{e[0]}: {one.details()}")
         stats = client.stats()
         print(f"index holds {stats['count']} vectors of dim {stats['index_dim']} ({stats['index_kind']})")
+        for line in refused:
+            print(f"  not indexed: {line}")
         timings["index"] = time.perf_counter() - t
 
-        t = _stage(5, "queries over gRPC (top-1; hit = same attribute set)")
+        hit = {"attributes": "same attribute set", "label": f"same {label}", "instance": "the item itself"}[rule]
+        t = _stage(5, f"queries over gRPC (top-1; hit = {hit})")
+        pairs, skipped = plan(items)
 
         def search(query, modality):
             return client.search(query, k=1, filter={"modality": modality})
 
-        results = run_queries(search, items, args.show,
+        results = run_queries(search, items, args.show, rule, label, pairs,
                               progress=lambda xs: tqdm(xs, desc="query", unit="q", leave=False, file=sys.stdout))
         timings["queries"] = time.perf_counter() - t
     for res in results:
-        print(f"\n{res.name}: recall@1 {res.recall:.3f} ({res.hits}/{res.queries})")
+        score = "n/a" if res.recall is None else f"{res.recall:.3f}"
+        print(f"\n{res.name}: recall@1 {score} ({res.hits}/{res.queries})")
         for line in res.examples:
             print(f"  {line}")
-    summary = {r.name: round(r.recall, 4) for r in results}
+    for line in skipped:
+        print(f"\nskipped {line}")
+    summary = {r.name: None if r.recall is None else round(r.recall, 4) for r in results}
     (Path(args.out) / "queries.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print("\nsummary: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.items()))
+    print("\nsummary: " + ", ".join(f"{k} {'n/a' if v is None else f'{v:.2f}'}" for k, v in summary.items()))
     return 0
 
 

@@ -30,12 +30,12 @@ from omniembed.runtime.bundle import MANIFEST_FILE, write_manifest
 
 def export_bundle(model, tokenizers, vocab, out: str | os.PathLike, *, max_tokens: int | None = None,
                   int8: bool = False, fp16: bool = False, verify: bool = True, opset: int = OPSET,
-                  source: dict[str, Any] | None = None) -> Path:
+                  source: dict[str, Any] | None = None, eval_settings: dict[str, Any] | None = None) -> Path:
     """Write a bundle for `model` (OmniModel), `tokenizers` (omniembed.tokenization.store.Tokenizers) and
     `vocab` to `out`, replacing a previous bundle there. max_tokens: the longest id sequence embedded (the
     run's data.max_view_tokens; default and cap: the model's max_len)."""
     out = Path(out)
-    cfg, tcfg = model.cfg, tokenizers.config
+    cfg = model.cfg
     max_tokens = cfg.max_len if max_tokens is None else min(int(max_tokens), cfg.max_len)
     if vocab.size != cfg.vocab_size:
         raise ConfigError(f"vocabulary of {vocab.size} ids but the model has vocab_size={cfg.vocab_size}")
@@ -60,7 +60,8 @@ def export_bundle(model, tokenizers, vocab, out: str | os.PathLike, *, max_token
             graphs["trunk"]["fp16"] = "trunk.fp16.onnx"
         tokenizers.text.save(tmp / "tokenizer.json")
         vocab.save(tmp / "vocab.json")
-        manifest = _manifest(model, tcfg, vocab, graphs, max_tokens, opset, source or {})
+        manifest = _manifest(model, tokenizers, vocab, graphs, max_tokens, opset, source or {})
+        manifest["eval"] = dict(eval_settings or {"hit": "auto", "label": None})  # the hit rule omniembed eval uses
         write_manifest(tmp, manifest)
         if verify:
             report = check_parity(tmp, model, tokenizers, vocab, max_tokens)
@@ -85,10 +86,11 @@ def _check_target(out: Path) -> None:
         raise ConfigError(f"{out}: exists and is not a bundle; pick another --out or remove it")
 
 
-def _manifest(model, tcfg, vocab, graphs, max_tokens: int, opset: int, source: dict) -> dict[str, Any]:
+def _manifest(model, tokenizers, vocab, graphs, max_tokens: int, opset: int, source: dict) -> dict[str, Any]:
     import onnx
     import onnxruntime
 
+    tcfg = tokenizers.config
     sp = vocab.special
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -104,6 +106,8 @@ def _manifest(model, tcfg, vocab, graphs, max_tokens: int, opset: int, source: d
                "audio_encoder": {"inputs": {"wave": f"float32 (B, n) at {tcfg.sample_rate} Hz"},
                                  "outputs": {"codes": "int64 (B, ceil(n / samples_per_token))"}}},
         "model": model.cfg.to_dict(),
+        # the input modalities the tokenizers learned; the runtime refuses the others by name
+        "modalities": list(tokenizers.modalities),
         "tokenizers": {
             "image_size": tcfg.image_size, "image_grid": tcfg.image_grid, "image_resize": tcfg.image_resize,
             "tokens_per_image": tcfg.tokens_per_image, "image_codebook": tcfg.image_codebook,
@@ -127,4 +131,5 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, **kwargs) -> 
                           "trunk (OmniModel) only: the late-fusion model is a benchmark baseline")
     source = {"run_dir": str(Path(run_dir).resolve()), "step": int(run.step)}
     # max_tokens: the model's max_len, where TorchEmbedder (the torch path) cuts its sequences too
-    return export_bundle(run.model, run.tokenizers, run.vocab, out, source=source, **kwargs)
+    return export_bundle(run.model, run.tokenizers, run.vocab, out, source=source,
+                         eval_settings=run.config.get("eval"), **kwargs)

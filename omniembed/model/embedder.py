@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from omniembed.errors import MediaError
 from omniembed.media.limits import SAMPLE_RATE
 from omniembed.tokenization.document import TextSegment
-from omniembed.tokenization.inputs import to_segments
+from omniembed.tokenization.inputs import check_modalities, to_segments
 from omniembed.tokenization.padding import pad_right
 
 
@@ -34,7 +34,8 @@ class TorchEmbedder:
     max_tokens: the longest id sequence embedded, the body cut at its end (default: the model's max_len;
     an export verifies itself at its bundle's max_tokens)."""
 
-    def __init__(self, model, document_tokenizer, *, max_tokens: int | None = None, batch_size: int = 32):
+    def __init__(self, model, document_tokenizer, *, max_tokens: int | None = None, batch_size: int = 32,
+                 modalities=("text", "image", "audio", "video")):
         self.model, self.doc, self.batch_size = model, document_tokenizer, batch_size
         self.vocab = document_tokenizer.vocab
         self.max_tokens = model.cfg.max_len if max_tokens is None else min(int(max_tokens), model.cfg.max_len)
@@ -43,18 +44,21 @@ class TorchEmbedder:
         self.video_fps = document_tokenizer.video_fps
         self.pad = self.vocab.special("<pad>")
         self.eos = self.vocab.special("<eos>")
+        self.modalities = tuple(modalities)
 
     @classmethod
     def from_run(cls, run, **kwargs) -> "TorchEmbedder":
         """The model and tokenizers of a training run (omniembed.train.rundir.load_run)."""
-        return cls(run.model, run.document_tokenizer(), **kwargs)
+        return cls(run.model, run.document_tokenizer(), modalities=run.tokenizers.modalities, **kwargs)
 
     @property
     def dims(self) -> tuple[int, ...]:
         return tuple(self.model.cfg.embed_dims)
 
     def segments(self, x: Any, index: int = 0) -> list:
-        return to_segments(x, sample_rate=self.sample_rate, video_fps=self.video_fps, index=index)
+        segments = to_segments(x, sample_rate=self.sample_rate, video_fps=self.video_fps, index=index)
+        check_modalities(segments, self.modalities, f"input {index}")
+        return segments
 
     def token_ids(self, x: Any, index: int = 0) -> list[int]:
         """The id stream the model embeds: <bos> segments <eos> <embed>, cut to max_tokens."""

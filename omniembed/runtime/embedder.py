@@ -21,7 +21,7 @@ import numpy as np
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.runtime.bundle import VARIANTS, bundle_file, read_manifest
 from omniembed.runtime.encoders import OnnxAudioTokenizer, OnnxImageTokenizer
-from omniembed.tokenization.inputs import to_segments
+from omniembed.tokenization.inputs import check_modalities, to_segments
 from omniembed.runtime.session import make_session, resolve_providers
 from omniembed.tokenization.document import DocumentTokenizer, ImageCodes, ImageSegment
 from omniembed.tokenization.text import TextTokenizer
@@ -53,6 +53,7 @@ class Embedder:
                                         samples_per_token=tok["samples_per_token"])
         self.trunk = session(graphs["trunk"][variant])
         self.sample_rate, self.video_fps = int(tok["sample_rate"]), float(tok["video_fps"])
+        self.modalities: tuple[str, ...] = tuple(manifest.get("modalities", ("text", "image", "audio", "video")))
         self.document = DocumentTokenizer(self.vocab, text, self.image, self.audio, video_fps=self.video_fps)
 
     @classmethod
@@ -86,6 +87,8 @@ class Embedder:
         """The id sequence the trunk reads for each input: `<bos> body <eos> <embed>`, cut to max_tokens."""
         docs = [to_segments(item, sample_rate=self.sample_rate, video_fps=self.video_fps, index=i)
                 for i, item in enumerate(inputs)]
+        for i, segments in enumerate(docs):
+            check_modalities(segments, self.modalities, f"input {i}")
         docs = self._encode_images_together(docs)
         return [self.document.encode_for_embedding(segs, self.max_tokens) for segs in docs]
 

@@ -39,6 +39,16 @@ from omniembed.tokenization.document import (
 MEDIA_MODALITIES = ("image", "audio", "video")
 
 
+def check_modalities(segments: list, modalities, where: str) -> None:
+    """Refuse a segment of a modality the model's tokenizers never learned (e.g. audio for a model trained
+    on images and captions only): its ids would be an untrained encoder's noise."""
+    for seg in segments:
+        kind = getattr(seg, "kind", None)
+        if kind is not None and kind not in modalities:
+            raise DocumentError(f"{where}: this model was trained without {kind}, so it cannot embed {kind} "
+                                f"(it embeds {', '.join(modalities)})")
+
+
 def decode_segment(src: Any, modality: str, *, sample_rate: int = SAMPLE_RATE, video_fps: float = 2.0) -> Segment:
     """Encoded media (bytes or a path) of a known modality -> its segment: pixels, a mono wave at
     `sample_rate`, or video frames sampled at `video_fps` with the audio track. Bad media raise MediaError."""

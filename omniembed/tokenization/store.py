@@ -32,6 +32,7 @@ AUDIO_FILE = "audio_vq.pt"
 CONFIG_FILE = "tokenizers.yaml"
 REPORT_FILE = "report.json"
 FORMAT_VERSION = 1
+ALL_MODALITIES = ("text", "image", "audio", "video")
 
 
 @dataclass
@@ -41,6 +42,11 @@ class Tokenizers:
     audio: AudioTokenizer
     config: TokenizerConfig
     report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> list[str]:
+        """The input modalities these tokenizers learned to encode (all four where the report predates the field)."""
+        return list(self.report.get("modalities", ALL_MODALITIES))
 
 
 def _replace_into(path: Path, write) -> None:

@@ -347,6 +347,25 @@ def train_audio_tokenizer(waves: list[np.ndarray], cfg: TokenizerConfig,
     return model, result
 
 
+_WHAT = {"text": "text (captions or document text)", "image": "image or video frame",
+         "audio": "sound or video audio track"}
+
+
+def trained_modalities(text: bool, image: bool, audio: bool) -> list[str]:
+    """The input modalities tokenizers trained on these kinds of data can embed (a video needs the image one)."""
+    return [m for m, ok in (("text", text), ("image", image), ("audio", audio), ("video", image)) if ok]
+
+
+def untrained_image_tokenizer(cfg: TokenizerConfig) -> tuple[ImageTokenizer, dict]:
+    torch.manual_seed(cfg.seed)
+    return ImageTokenizer(cfg).eval(), {"trained": False, "reason": "no images or video frames in the manifest"}
+
+
+def untrained_audio_tokenizer(cfg: TokenizerConfig) -> tuple[AudioTokenizer, dict]:
+    torch.manual_seed(cfg.seed + 1)
+    return AudioTokenizer(cfg).eval(), {"trained": False, "reason": "no sounds or video audio tracks in the manifest"}
+
+
 def _call_in_worker(fn, args, kwargs):
     try:
         return fn(*args, **kwargs), None
@@ -404,12 +423,15 @@ def _train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfi
     data = collect_data(records, cfg)
     timings["decode_s"] = time.perf_counter() - t0
     log.info("decoded %s in %.1fs (%d skipped)", json.dumps(data.counts), timings["decode_s"], len(data.skipped))
-    if not data.texts:
-        raise ManifestError(f"{manifest}: no text (captions or document text) to train the BPE on")
-    if not data.images:
-        raise ManifestError(f"{manifest}: no decodable image or video frame to train the image tokenizer on")
-    if not data.waves:
-        raise ManifestError(f"{manifest}: no decodable sound or video audio track to train the audio tokenizer on")
+    if not (data.texts or data.images or data.waves):
+        raise ManifestError(f"{manifest}: no text, image, video frame or sound that decodes: nothing to learn")
+    # a tokenizer whose modality the data lacks stays at its seeded initialisation, and the bundle says the
+    # model cannot embed that modality (omniembed.runtime refuses such inputs by name)
+    missing = {"text": not data.texts, "image": not data.images, "audio": not data.waves}
+    for modality, absent in missing.items():
+        if absent:
+            log.warning("%s: no %s in the manifest: the %s tokenizer is left untrained and the model will not "
+                        "embed %s", manifest, _WHAT[modality], modality, modality)
 
     t = time.perf_counter()
     text = TextTokenizer.train(data.texts, cfg.text_vocab_size)
@@ -419,28 +441,35 @@ def _train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfi
 
     # the audio tokenizer trains in a second process while this one trains the image tokenizer (2+ workers)
     # (its progress bars on the second line)
-    with _beside(train_audio_tokenizer, (data.waves, cfg), resolve_workers(cfg.workers),
-                 {"bar_position": 1}) as audio_result:
+    audio_job = (train_audio_tokenizer, (data.waves, cfg)) if data.waves else (untrained_audio_tokenizer, (cfg,))
+    with _beside(*audio_job, resolve_workers(cfg.workers) if data.waves else 1,
+                 {"bar_position": 1} if data.waves else None) as audio_result:
         t = time.perf_counter()
-        image_tok, image_report = train_image_tokenizer(data.images, cfg)
+        image_tok, image_report = (train_image_tokenizer(data.images, cfg) if data.images
+                                   else untrained_image_tokenizer(cfg))
         timings["image_s"] = time.perf_counter() - t
-        log.info("image tokenizer: held-out mse %.5f vs mean-image %.5f (ratio %.3f), %d/%d codes used, "
-                 "perplexity %.1f", image_report["recon_mse"], image_report["baseline_mse"], image_report["ratio"],
-                 image_report["usage"]["codes_used"], cfg.image_codebook, image_report["usage"]["perplexity"])
+        if data.images:
+            log.info("image tokenizer: held-out mse %.5f vs mean-image %.5f (ratio %.3f), %d/%d codes used, "
+                     "perplexity %.1f", image_report["recon_mse"], image_report["baseline_mse"],
+                     image_report["ratio"], image_report["usage"]["codes_used"], cfg.image_codebook,
+                     image_report["usage"]["perplexity"])
         audio_tok, audio_report = audio_result()
-    timings["audio_s"] = audio_report["training"]["seconds"]
-    log.info("audio tokenizer: held-out mse %.2f dB^2 vs mean-mel %.2f dB^2 (ratio %.3f), %d/%d codes used, "
-             "perplexity %.1f", audio_report["recon_mse_db2"], audio_report["baseline_mse_db2"],
-             audio_report["ratio"], audio_report["usage"]["codes_used"], cfg.audio_codebook,
-             audio_report["usage"]["perplexity"])
+    timings["audio_s"] = audio_report["training"]["seconds"] if data.waves else 0.0
+    if data.waves:
+        log.info("audio tokenizer: held-out mse %.2f dB^2 vs mean-mel %.2f dB^2 (ratio %.3f), %d/%d codes used, "
+                 "perplexity %.1f", audio_report["recon_mse_db2"], audio_report["baseline_mse_db2"],
+                 audio_report["ratio"], audio_report["usage"]["codes_used"], cfg.audio_codebook,
+                 audio_report["usage"]["perplexity"])
 
     timings["total_s"] = time.perf_counter() - t0
     report = {
         "manifest": str(manifest),
         "data": {**data.counts, "skipped": data.skipped},
-        "text": {"vocab_size": text.vocab_size, "texts": len(data.texts)},
+        "text": {"vocab_size": text.vocab_size, "texts": len(data.texts), "trained": bool(data.texts)},
         "image": image_report,
         "audio": audio_report,
+        # what the tokenizers learned: the modalities a model on them can embed (video: its frames need images)
+        "modalities": trained_modalities(not missing["text"], not missing["image"], not missing["audio"]),
         "timings": timings,
         "torch_threads": torch.get_num_threads(),
         "config": cfg.to_dict(),
@@ -476,8 +505,9 @@ def main(argv: Iterable[str] | None = None) -> int:
             log.removeHandler(h)
             h.close()
     print(json.dumps({"out": str(out), "report": str(out / REPORT_FILE),
-                      "image_ratio": round(report["image"]["ratio"], 4),
-                      "audio_ratio": round(report["audio"]["ratio"], 4),
+                      "image_ratio": round(report["image"]["ratio"], 4) if "ratio" in report["image"] else None,
+                      "audio_ratio": round(report["audio"]["ratio"], 4) if "ratio" in report["audio"] else None,
+                      "modalities": report["modalities"],
                       "total_s": round(report["timings"]["total_s"], 1)}))
     return 0
 

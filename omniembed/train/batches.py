@@ -12,6 +12,7 @@ the same batches as an uninterrupted one. Every rank computes the global batch a
 from __future__ import annotations
 
 import itertools
+import logging
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from omniembed.train.config import DataConfig, LoopConfig
 from omniembed.train.sampler import ResumableSampler
 from omniembed.train.trainer import PairBatch, TokenBatch, ViewsBatch
 
+log = logging.getLogger("omniembed.train")
 CAPTIONED_VIEWS = ("image", "audio", "video")
 MULTIVIEW = "multiview"  # the sampler / batch name of the all-views steps
 
@@ -31,6 +33,20 @@ def pad_batch(seqs: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.
     """Right-pad to the longest: ids (B, T) long and pad_mask (B, T) bool, True on real tokens."""
     ids, mask = pad_right(seqs, pad_id)
     return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def _view_pairs(views: list[str], weights: dict[frozenset, float]) -> list[tuple[int, int, float]]:
+    """(k, l, weight) for every pair of views with a positive weight."""
+    return [(k, l, weights[frozenset((views[k], views[l]))]) for k, l in itertools.combinations(range(len(views)), 2)
+            if weights.get(frozenset((views[k], views[l])), 0) > 0]
+
+
+def _view_counts(corpus: Corpus, indices: list[int]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for i in indices:
+        for v in corpus.items[i].views():
+            counts[v] = counts.get(v, 0) + 1
+    return counts
 
 
 def near_misses(items: list[CorpusItem]) -> list[list[int]]:
@@ -70,14 +86,16 @@ class TrainStream:
             self.weights.append(w)
             self.members[name] = members
             self.samplers[name] = ResumableSampler(len(members), seed=seed * 1000 + k)
-        self.view_pairs: list[tuple[int, int, float]] = []
+        self.view_groups: list = []
         if loop.multiview > 0:
             self._setup_multiview(train)
         self.near_misses = {name: near_misses([corpus.items[i] for i in members])
                             for name, members in self.members.items()} if loop.hard_negatives > 0 else {}
-        if not self.pairs:
-            raise ConfigError(f"no training item has both views of any pair in loop.pair_weights "
-                              f"{sorted(loop.pair_weights)}: nothing to train the contrastive head on")
+        if not self.pairs and not self.view_groups:
+            raise ConfigError(f"no two training items share both views of any pair in loop.pair_weights "
+                              f"{sorted(loop.pair_weights)}, for pair batches or loop.multiview's all-views "
+                              f"batches (views found: {_view_counts(corpus, train)}): nothing to train the "
+                              "contrastive head on")
         for n, b in (("pair_batch", loop.pair_batch), ("lm_batch", loop.lm_batch)):
             if b % world:
                 raise ConfigError(f"loop.{n}={b} does not split evenly over {world} processes")
@@ -89,28 +107,44 @@ class TrainStream:
         self.lm_sampler = ResumableSampler(len(self.lm_units), seed=seed * 1000 + 999) if self.lm_units else None
 
     def _setup_multiview(self, train: list[int]) -> None:
-        self.multiview_views = list(dict.fromkeys(self.loop.multiview_views))
-        views = self.multiview_views
+        """All-views batches over the items' own view sets: items are grouped by which of multiview_views they
+        have, and a group trains every weighted pair among its views. A world where every item has every view
+        is one group, named MULTIVIEW."""
+        wanted = list(dict.fromkeys(self.loop.multiview_views))
         weights = {frozenset(k.split("-")): w for k, w in self.loop.pair_weights.items()}
-        self.view_pairs = [(k, l, weights[frozenset((views[k], views[l]))])
-                           for k, l in itertools.combinations(range(len(views)), 2)
-                           if weights.get(frozenset((views[k], views[l])), 0) > 0]
-        members = [i for i in train if set(views) <= set(self.corpus.items[i].views())]
-        if not self.view_pairs or len(members) < 2:
-            raise ConfigError(f"loop.multiview={self.loop.multiview}: needs two or more training items with all of "
-                              f"{views} ({len(members)} found) and a positive pair_weights entry between two of "
-                              "them")
-        self.members[MULTIVIEW] = members
-        self.samplers[MULTIVIEW] = ResumableSampler(len(members), seed=self.seed * 1000 + 998)
+        by_views: dict[tuple[str, ...], list[int]] = {}
+        for i in train:
+            have = set(self.corpus.items[i].views())
+            by_views.setdefault(tuple(v for v in wanted if v in have), []).append(i)
+        self.view_groups: list[tuple[str, list[str], list[tuple[int, int, float]]]] = []
+        formable = [(views, members) for views, members in by_views.items() if len(members) >= 2
+                    and _view_pairs(list(views), weights)]
+        skipped = sum(len(m) for v, m in by_views.items() if (v, m) not in formable)
+        for g, (views, members) in enumerate(sorted(formable, key=lambda group: (-len(group[0]), group[0]))):
+            name = MULTIVIEW if len(formable) == 1 else f"{MULTIVIEW}:{'+'.join(views)}"
+            self.view_groups.append((name, list(views), _view_pairs(list(views), weights)))
+            self.members[name] = members
+            self.samplers[name] = ResumableSampler(len(members), seed=self.seed * 1000 + 998 - g)
+        if not self.view_groups:
+            log.warning("loop.multiview=%s: no two training items share two or more of %s with a positive "
+                        "pair weight between them: every step trains one pair of views", self.loop.multiview, wanted)
+        elif skipped:
+            log.info("all-views batches: %d groups of items by view set; %d items in view sets of one item or "
+                     "one view take part in pair batches only", len(self.view_groups), skipped)
 
     def _rng(self, step: int, salt: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, step, salt])
 
     def pair_batch(self, step: int) -> tuple[PairBatch | ViewsBatch, str]:
         rng = self._rng(step, 0)
-        if self.view_pairs and rng.random() < self.loop.multiview:
-            views, labels = self._view_batches(MULTIVIEW, self.multiview_views, rng)
-            return ViewsBatch(views, self.view_pairs, labels), MULTIVIEW
+        if self.view_groups and rng.random() < self.loop.multiview:
+            group = 0
+            if len(self.view_groups) > 1:  # a group in proportion to its items
+                sizes = np.asarray([len(self.members[g[0]]) for g in self.view_groups], dtype=np.float64)
+                group = int(rng.choice(len(sizes), p=sizes / sizes.sum()))
+            name, views, pairs = self.view_groups[group]
+            batches, labels = self._view_batches(name, views, rng)
+            return ViewsBatch(batches, pairs, labels), name
         p = np.asarray(self.weights) / sum(self.weights)
         name = self.pairs[int(rng.choice(len(self.pairs), p=p))]
         ((a_ids, a_mask), (b_ids, b_mask)), labels = self._view_batches(name, name.split("-"), rng)

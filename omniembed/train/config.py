@@ -7,6 +7,7 @@
     model:     {kind, d_model, n_layers, ...}      (ModelConfig keys, and kind: early | late)
     train:     {...TrainConfig keys}               (optimizer, schedule, loss weights, precision)
     loop:      {steps, pair_batch, ...}            (LoopConfig: batches, mixing, eval and checkpoint cadence)
+    eval:      {hit, label}                        (EvalConfig: what counts as a hit, omniembed.eval.hits)
 
 Each setting has one home: a key left out of a section takes its dataclass default, and nothing else in
 the file or the package sets it. The configs shipped in omniembed/configs/ are loaded by name (`small`).
@@ -29,7 +30,7 @@ from omniembed.model.factory import MODEL_KINDS
 from omniembed.tokenization.config import TokenizerConfig
 from omniembed.train.trainer import TrainConfig
 
-SECTIONS = ("data", "tokenizer", "model", "train", "loop")
+SECTIONS = ("data", "tokenizer", "model", "train", "loop", "eval")
 TOP_LEVEL = ("seed", "tokenizers", *SECTIONS)
 MODALITIES = ("text", "image", "audio", "video", "interleaved")
 
@@ -79,6 +80,13 @@ class LoopConfig:
 
 
 @dataclass
+class EvalConfig:
+    # what counts as a hit in held-out recall (omniembed.eval.hits): auto | attributes | label | instance
+    hit: str = "auto"
+    label: str | None = None  # with hit label (or auto): the attribute whose value must match, e.g. digit
+
+
+@dataclass
 class RunConfig:
     seed: int = 0
     tokenizers: str | None = None
@@ -87,6 +95,7 @@ class RunConfig:
     model: dict[str, Any] = field(default_factory=dict)  # kind + ModelConfig keys; the rest from the vocabulary
     train: TrainConfig = field(default_factory=TrainConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -149,6 +158,7 @@ def from_dict(data: dict, source: str = "train config") -> RunConfig:
         model=_model_section(data.get("model"), source),
         train=TrainConfig.from_dict(_numbers(TrainConfig, train, "train")),
         loop=_section(LoopConfig, data.get("loop"), "loop"),
+        eval=_section(EvalConfig, data.get("eval"), "eval"),
     )
     validate(cfg)
     return cfg
@@ -195,6 +205,12 @@ def validate(cfg: RunConfig) -> None:
         if len(parts) != 2 or parts[0] == parts[1] or not set(parts) <= set(MODALITIES):
             raise ConfigError(f"loop.pair_weights key {pair!r}: must be 'a-b' with two different modalities "
                               f"of {MODALITIES}")
+    from omniembed.eval.hits import HIT_RULES
+
+    if cfg.eval.hit not in HIT_RULES:
+        raise ConfigError(f"eval.hit={cfg.eval.hit!r}: must be one of {HIT_RULES}")
+    if cfg.eval.hit == "label" and not cfg.eval.label:
+        raise ConfigError("eval.hit=label needs eval.label, the attribute whose value must match (e.g. digit)")
     if cfg.data.synth_video not in ("mp4", "webm", "none"):
         raise ConfigError(f"data.synth_video={cfg.data.synth_video!r}: must be mp4, webm or none")
     if cfg.data.caption_loss not in ("text", "all"):

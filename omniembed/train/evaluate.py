@@ -1,9 +1,7 @@
-"""Held-out evaluation: cross-modal recall@k for every ordered pair of modalities at every Matryoshka dim,
-and how often generated captions name an item's attributes.
-
-A retrieval hit is a retrieved item whose attribute set equals the query's exactly (items carry their
-attributes in the manifest; without attributes, the item's duplicate group or its id stands in). The
-query's own item is in the gallery, and so are other items with the same attributes: all count as hits.
+"""Held-out evaluation of a training run: cross-modal recall@k and mAP for every ordered pair of the modalities
+present at every Matryoshka dim, from the tokenized corpus through the torch model, scored by omniembed.eval
+(the code `omniembed eval` scores bundles and runs with), and how often generated captions name an item's
+attributes. What counts as a hit is the config's eval section (omniembed.eval.hits).
 """
 
 from __future__ import annotations
@@ -15,35 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from omniembed.eval.hits import describe, hit_key, resolve_rule
+from omniembed.eval.matrix import matrix_from_embeddings
 from omniembed.model import OmniModel
 from omniembed.train.batches import pad_batch
 from omniembed.train.corpus import Corpus
 from omniembed.train.rundir import EVAL_FILE
 
 EVAL_MODALITIES = ("text", "image", "audio", "video")
-KS = (1, 5, 10)
 # the pairs logged on one line at each evaluation
 HEADLINE = ("text->image", "image->text", "text->audio", "audio->text", "text->video", "video->text",
             "image->audio")
-
-
-def recall_at_k(queries: np.ndarray, gallery: np.ndarray, query_keys: Sequence, gallery_keys: Sequence,
-                ks: Sequence[int] = KS) -> dict[int, float]:
-    """Share of queries whose top-k gallery rows (by cosine) include one with the query's key.
-
-    queries (Q, D), gallery (G, D): L2-normalised rows. Ties are broken by gallery order."""
-    sim = queries @ gallery.T  # (Q, G)
-    order = np.argsort(-sim, axis=1, kind="stable")
-    gk = np.asarray([hash_key(k) for k in gallery_keys])
-    qk = np.asarray([hash_key(k) for k in query_keys])
-    hits = gk[order] == qk[:, None]  # (Q, G) True where the ranked item matches
-    return {k: float(hits[:, :k].any(axis=1).mean()) for k in ks}
-
-
-def hash_key(key) -> str:
-    return key if isinstance(key, str) else repr(key)
 
 
 @torch.no_grad()
@@ -63,36 +44,30 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 def recall_matrix(model: OmniModel, corpus: Corpus, item_indices: list[int], dims: Sequence[int],
-                  max_tokens: int, ks: Sequence[int] = KS) -> dict:
-    """{"dims": {d: {"q->g": {k: recall}}}, "items": n, "queries": {modality: n}} over the given items.
-
-    Each item contributes its first caption as its text view."""
+                  max_tokens: int, rule: str = "attributes", label: str | None = None) -> dict:
+    """omniembed.eval.matrix's result over the given items' views (each item's first caption is its text).
+    Items that the hit rule cannot judge (no such label) take no part."""
     was_training = model.training
     model.eval()
-    embs: dict[str, torch.Tensor] = {}
+    full: dict[str, np.ndarray] = {}
     keys: dict[str, list] = {}
     for m in EVAL_MODALITIES:
-        members = [i for i in item_indices if m in corpus.items[i].views()]
+        members, mkeys = [], []
+        for i in item_indices:
+            item = corpus.items[i]
+            key = hit_key(rule, item.id, item.attributes, item.group, label)
+            if key is not None and m in item.views():
+                members.append(i)
+                mkeys.append(key)
         if not members:
             continue
         seqs = [corpus.view_ids(corpus.items[i], m, 0, max_tokens) for i in members]
-        embs[m] = embed_sequences(model, seqs)
-        keys[m] = [_key(corpus.items[i]) for i in members]
+        full[m] = embed_sequences(model, seqs).numpy()
+        keys[m] = mkeys
     model.train(was_training)
-    result: dict = {"items": len(item_indices), "queries": {m: len(k) for m, k in keys.items()}, "dims": {}}
-    for d in dims:
-        normed = {m: F.normalize(e[:, :d], dim=-1).numpy() for m, e in embs.items()}
-        table = {}
-        for q in normed:
-            for g in normed:
-                if q != g:
-                    table[f"{q}->{g}"] = recall_at_k(normed[q], normed[g], keys[q], keys[g], ks)
-        result["dims"][int(d)] = table
+    result = matrix_from_embeddings(full, keys, dims)
+    result["items"] = len(item_indices)
     return result
-
-
-def _key(item) -> str:
-    return repr(sorted(item.attributes.items())) if item.attributes else item.group
 
 
 # ---- captions ---------------------------------------------------------------------------------------------
@@ -106,15 +81,23 @@ def names_value(text: str, synonyms: dict[str, Sequence[str]]) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def caption_rates(captions: Sequence[str], attributes: Sequence[dict]) -> dict:
-    """How often a caption names the item's colour and shape (synthetic world vocabulary), vs chance."""
+CAPTION_ATTRIBUTES = ("colour", "shape")  # the attributes whose words the synthetic world's vocabulary knows
+
+
+def caption_rates(captions: Sequence[str], attributes: Sequence[dict]) -> dict | None:
+    """How often a caption names the item's colour and shape (synthetic world vocabulary), vs chance; each
+    counted over the items that have that attribute. None when no item has either."""
     from omniembed.data.synth.captions import COLOUR_WORDS, SHAPE_NOUNS
 
-    n = len(captions)
-    colour = sum(names_value(c, COLOUR_WORDS) == a.get("colour") for c, a in zip(captions, attributes))
-    shape = sum(names_value(c, SHAPE_NOUNS) == a.get("shape") for c, a in zip(captions, attributes))
-    return {"n": n, "colour": colour / max(n, 1), "shape": shape / max(n, 1),
-            "colour_chance": 1 / len(COLOUR_WORDS), "shape_chance": 1 / len(SHAPE_NOUNS)}
+    words = {"colour": COLOUR_WORDS, "shape": SHAPE_NOUNS}
+    out: dict = {"n": len(captions)}
+    for name in CAPTION_ATTRIBUTES:
+        judged = [(c, a[name]) for c, a in zip(captions, attributes) if name in a]
+        if judged:
+            out[name] = sum(names_value(c, words[name]) == v for c, v in judged) / len(judged)
+            out[f"{name}_n"] = len(judged)
+            out[f"{name}_chance"] = 1 / len(words[name])
+    return out if any(name in out for name in CAPTION_ATTRIBUTES) else None
 
 
 @torch.no_grad()
@@ -139,21 +122,27 @@ def caption_items(model: OmniModel, corpus: Corpus, item_indices: list[int], tex
 def evaluation_record(model: OmniModel, corpus: Corpus, cfg, doc_tok, step: int) -> dict:
     """Held-out recall matrix at every Matryoshka dim, and captions of held-out images scored."""
     held = corpus.split("heldout")
-    record: dict = {"step": step, "hit": "the retrieved item has exactly the query's attribute set"}
+    rule = resolve_rule(cfg.eval.hit, cfg.eval.label, (corpus.items[i].attributes for i in held))
+    record: dict = {"step": step, "hit": describe(rule, cfg.eval.label), "hit_rule": rule}
     if not held:
         record["note"] = "no held-out items: recall not measured"
         return record
     t0 = time.perf_counter()
-    record["recall"] = recall_matrix(model, corpus, held, model.cfg.embed_dims, cfg.data.max_view_tokens)
+    record["recall"] = recall_matrix(model, corpus, held, model.cfg.embed_dims, cfg.data.max_view_tokens, rule,
+                                     cfg.eval.label)
     with_image = [i for i in held if "image" in corpus.items[i].blocks][:cfg.loop.eval_captions]
     if with_image:
         vocab = doc_tok.vocab
         rows = caption_items(model, corpus, with_image, list(vocab.text_range), "image", cfg.loop.caption_tokens)
         texts = [doc_tok.text.decode([vocab.local(t) for t in row if t in vocab.text_range]) for row in rows]
         rates = caption_rates(texts, [corpus.items[i].attributes for i in with_image])
-        rates["examples"] = [{"item": corpus.items[i].id, "attributes": corpus.items[i].attributes, "caption": t}
-                             for i, t in list(zip(with_image, texts))[:5]]
-        record["captions"] = rates
+        examples = [{"item": corpus.items[i].id, "attributes": corpus.items[i].attributes, "caption": t}
+                    for i, t in list(zip(with_image, texts))[:5]]
+        if rates is None:
+            record["captions"] = {"n": len(texts), "note": "not scored: the items have no colour or shape attribute",
+                                  "examples": examples}
+        else:
+            record["captions"] = {**rates, "examples": examples}
     record["eval_s"] = round(time.perf_counter() - t0, 2)
     return record
 
@@ -166,10 +155,12 @@ def headline(record: dict) -> str:
     parts = []
     for d in sorted(dims)[-1:] + ([64] if 64 in dims and 64 != max(dims) else []):
         parts.append(f"R@1 dim {d}: " + " ".join(f"{p}={dims[d][p][1]:.2f}" for p in HEADLINE if p in dims[d]))
-    cap = record.get("captions")
-    if cap:
-        parts.append(f"captions name colour {cap['colour']:.2f} (chance {cap['colour_chance']:.2f}), "
-                     f"shape {cap['shape']:.2f} (chance {cap['shape_chance']:.2f})")
+    cap = record.get("captions") or {}
+    named = [f"{a} {cap[a]:.2f} (chance {cap[a + '_chance']:.2f})" for a in CAPTION_ATTRIBUTES if a in cap]
+    if named:
+        parts.append("captions name " + ", ".join(named))
+    if record["recall"].get("skipped"):
+        parts.append(f"{len(record['recall']['skipped'])} pairs skipped")
     return "; ".join(parts)
 
 
@@ -184,8 +175,11 @@ def write_eval(run_dir: Path, record: dict, writer) -> None:
         for pair, rk in table.items():
             for k, v in rk.items():
                 writer.add_scalar(f"recall@{k}/dim{d}/{pair}", v, step)
-    cap = record.get("captions")
-    if cap:
-        writer.add_scalar("captions/colour", cap["colour"], step)
-        writer.add_scalar("captions/shape", cap["shape"], step)
+    for d, table in record.get("recall", {}).get("map", {}).items():
+        for pair, v in table.items():
+            writer.add_scalar(f"mAP/dim{d}/{pair}", v, step)
+    cap = record.get("captions") or {}
+    for name in CAPTION_ATTRIBUTES:
+        if name in cap:
+            writer.add_scalar(f"captions/{name}", cap[name], step)
     writer.flush()

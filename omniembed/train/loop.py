@@ -34,6 +34,9 @@ def resolved_config(cfg: RunConfig, model, model_cfg) -> dict:
     """What RUN_DIR/train.yaml records: the config as run, the model section as built (kind, the whole shape,
     the vocabulary-derived fields; late fusion: its towers and id ranges). It loads back as a config."""
     out = cfg.to_dict()
+    for key in ("manifest", "heldout"):  # as found from where training ran, so the run can be read from anywhere
+        if out["data"][key]:
+            out["data"][key] = str(Path(out["data"][key]).resolve())
     out["model"] = model_config_dict(model, model_cfg)
     out["tokenizers"] = TOKENIZER_DIR  # relative to RUN_DIR: the run is self-contained
     return out

@@ -73,3 +73,20 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     model.load_state_dict(payload["model"])
     model = model.float().to(torch.device(device)).eval()
     return Run(model=model, tokenizers=tokenizers, vocab=vocab, config=config, root=root, step=payload["step"])
+
+
+def heldout_records(config: dict, run_dir: str | Path) -> tuple[list, str]:
+    """(the held-out records of a run, where they came from): its held-out manifest (data.heldout, else
+    heldout.jsonl beside the training manifest) plus the training manifest's records marked split=heldout."""
+    from omniembed.data.manifest import load_manifest
+
+    run_dir = Path(run_dir)
+    data = config.get("data") or {}
+    manifest = Path(data["manifest"]) if data.get("manifest") else run_dir / "world" / "manifest.jsonl"
+    heldout = Path(data["heldout"]) if data.get("heldout") else manifest.with_name("heldout.jsonl")
+    records = load_manifest(heldout) if heldout.is_file() else []
+    if manifest.is_file():
+        records += [r for r in load_manifest(manifest) if r.split == "heldout"]
+    if not records:
+        raise ConfigError(f"{run_dir}: no held-out records (looked in {heldout} and {manifest}); pass --manifest")
+    return records, str(heldout if heldout.is_file() else manifest)

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from omniembed.data.manifest import Item
-from omniembed.demo.queries import QUERY_PAIRS, index_entries, run_queries, same_attributes, view_of
-from omniembed.serve.client import Hit
+from omniembed.demo.queries import QUERY_PAIRS, index_entries, item_key, payload_key, plan, run_queries, view_of
+from omniembed.hits import Hit
 
 
 @pytest.mark.slow
@@ -46,15 +46,21 @@ def _item(i: int, colour: str) -> Item:
 def test_index_entries_store_each_view_with_its_modality_and_attributes():
     entries = index_entries([_item(0, "red")])
     assert [(e[0], e[2]["modality"]) for e in entries] == [("it0/text", "text")]
-    assert entries[0][2]["payload"] == {"item": "it0", "shape": "circle", "colour": "red"}
+    assert entries[0][2]["payload"] == {"item": "it0", "group": "it0",
+                                        "attributes": {"shape": "circle", "colour": "red"}}
     assert view_of(_item(0, "red"), "image") is None and view_of(_item(0, "red"), "interleaved") is None
 
 
-def test_a_hit_needs_the_whole_attribute_set():
+def test_a_hit_needs_the_whole_attribute_set_or_the_rule_the_run_names():
     item = _item(0, "red")
-    assert same_attributes({"shape": "circle", "colour": "red", "item": "x"}, item)
-    assert not same_attributes({"shape": "circle", "colour": "blue"}, item)
-    assert not same_attributes({"shape": "circle"}, item)
+    want = item_key(item, "attributes", None)
+    assert payload_key({"item": "x", "attributes": {"shape": "circle", "colour": "red"}}, "attributes", None) == want
+    assert payload_key({"item": "x", "attributes": {"shape": "circle", "colour": "blue"}}, "attributes", None) != want
+    assert payload_key({"item": "x", "attributes": {"shape": "circle"}}, "attributes", None) != want
+    # instance retrieval: the item itself; a label: that attribute alone
+    assert payload_key({"item": "it0", "group": "it0"}, "instance", None) == item_key(item, "instance", None)
+    assert payload_key({"item": "x", "attributes": {"colour": "red"}}, "label", "colour") == \
+        item_key(item, "label", "colour")
 
 
 def test_run_queries_counts_hits_against_the_top_result():
@@ -62,12 +68,28 @@ def test_run_queries_counts_hits_against_the_top_result():
     answers = {"a red circle": "red", "a blue circle": "red"}  # the second query is answered wrongly
 
     def search(query, modality):
-        return [Hit("x", 0.5, {"payload": {"shape": "circle", "colour": answers[query]}})]
+        return [Hit("x", 0.5, {"payload": {"item": "x", "attributes": {"shape": "circle", "colour": answers[query]}}})]
 
-    results = run_queries(search, items, show=2)
+    results = run_queries(search, items, show=2, pairs=list(QUERY_PAIRS))
     text_queries = [r for r in results if r.name == "video->text"]
     assert text_queries[0].queries == 0  # no item has a video view
     # only text->image has text queries; both are asked, one hits
     by_name = {r.name: r for r in results}
     assert by_name["text->image"].queries == 2 and by_name["text->image"].hits == 1
     assert "MATCH" in by_name["text->image"].examples[0] and "miss" in by_name["text->image"].examples[1]
+
+
+def test_queries_are_planned_among_the_modalities_the_heldout_set_has():
+    from omniembed.data.manifest import Media
+
+    items = [Item(id=f"i{i}", texts=("a sound",), media={"audio": Media("audio", f"/x/{i}.wav")}) for i in range(2)]
+    pairs, skipped = plan(items)
+    assert [p[0] for p in pairs] == ["text->audio", "audio->text"]
+    assert len(skipped) == len(QUERY_PAIRS) and any("no image" in s for s in skipped)
+
+
+def test_a_search_that_returns_nothing_is_a_miss_not_a_crash():
+    results = run_queries(lambda query, modality: [], [_item(0, "red")], show=1,
+                          pairs=[("text->text", "text", "text")])
+    assert results[0].queries == 1 and results[0].hits == 0 and results[0].recall == 0.0
+    assert "-> -" in results[0].examples[0]

@@ -144,16 +144,17 @@ def test_held_out_reconstructions_keep_the_shape_colour_and_outline(tiny_tokeniz
 
 def test_the_stage_runs_on_its_own_thread_count_and_gives_the_callers_back(tmp_path):
     # omniembed.train trains the trunk right after this stage, on loop.threads: the stage must not leave its
-    # tokenizer.threads behind, also when it fails (here: no image or sound to learn from)
+    # tokenizer.threads behind, also when it fails (here: nothing decodes, so nothing to learn from)
     from omniembed.errors import ManifestError
     from omniembed.tokenization.config import TokenizerConfig
     from omniembed.tokenization.train import train_tokenizers
 
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     manifest = tmp_path / "manifest.jsonl"
-    manifest.write_text(json.dumps({"id": "a", "kind": "item", "views": {"text": ["a red circle"]}}) + "\n")
+    manifest.write_text(json.dumps({"id": "a", "kind": "item", "views": {"image": "broken.png"}}) + "\n")
     torch.set_num_threads(2)
     try:
-        with pytest.raises(ManifestError, match="image"):
+        with pytest.raises(ManifestError, match="nothing to learn"):
             train_tokenizers(manifest, tmp_path / "t", TokenizerConfig(threads=1))
         assert torch.get_num_threads() == 2
     finally:
@@ -227,3 +228,18 @@ class _TwoFieldError(Exception):
 
 def _fails_with(kind, *args):
     raise kind(*args)  # made in the worker: _TwoFieldError could not even be sent to it
+
+
+def test_a_modality_the_data_lacks_is_left_untrained_and_named_in_the_report(tmp_path):
+    from omniembed.tokenization.config import TokenizerConfig
+    from omniembed.tokenization.store import load_tokenizers
+    from omniembed.tokenization.train import train_tokenizers
+
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"a{i}", "kind": "item", "views": {"text": [f"a red circle {i}"]}})
+                                + "\n" for i in range(4)))
+    report = train_tokenizers(manifest, tmp_path / "t", TokenizerConfig(threads=1, workers=1))
+    assert report["modalities"] == ["text"]
+    assert report["image"]["trained"] is False and "no images" in report["image"]["reason"]
+    assert report["audio"]["trained"] is False
+    assert load_tokenizers(tmp_path / "t").modalities == ["text"]

@@ -34,12 +34,13 @@ def test_tiny_run_evaluates_recall_for_every_ordered_modality_pair_and_dim(tiny_
     dims = record["recall"]["dims"]  # JSON keys: dims and k are strings
     config = yaml.safe_load((tiny_run / "train.yaml").read_text())
     assert sorted(int(d) for d in dims) == sorted(config["model"]["embed_dims"])
-    modalities = [m for m in ("text", "image", "audio", "video") if record["recall"]["queries"].get(m)]
-    assert len(modalities) == 4
-    for table in dims.values():
+    modalities = [m for m in ("text", "image", "audio", "video") if record["recall"]["counts"].get(m)]
+    assert len(modalities) == 4 and record["recall"]["skipped"] == []
+    for d, table in dims.items():
         assert sorted(table) == sorted(f"{q}->{g}" for q in modalities for g in modalities if q != g)
-        for rk in table.values():
+        for pair, rk in table.items():
             assert 0.0 <= rk["1"] <= rk["5"] <= rk["10"] <= 1.0
+            assert 0.0 < record["recall"]["map"][d][pair] <= 1.0
     assert "colour" in record["captions"] and record["captions"]["colour_chance"] == pytest.approx(1 / 6)
 
 

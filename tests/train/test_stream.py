@@ -147,10 +147,44 @@ def test_a_multiview_batch_holds_every_view_of_the_same_items_with_weighted_pair
     assert all(torch.equal(x, y) for (x, _), (y, _) in zip(batch.views, again.views))  # seeded
 
 
-def test_multiview_needs_items_with_all_its_views():
+def test_a_config_error_only_when_the_data_gives_no_positive_pair_at_all():
     import pytest
 
     from omniembed.errors import ConfigError
 
     with pytest.raises(ConfigError, match="multiview"):
         stream(corpus(), multiview=1.0, multiview_views=["text", "video"], pair_weights={"text-video": 1.0})
+    # views the data lacks are left out: all-views batches over the views each item has
+    s = stream(corpus(), multiview=1.0)  # the default multiview_views list video, which this corpus has not
+    batch, name = s.pair_batch(1)
+    assert name == "multiview" and len(batch.views) == 3 and batch.pairs == [(0, 1, 1.0), (1, 2, 1.0)]
+
+
+def mixed_corpus():
+    """Items of different view sets: 0-5 text+image, 6-11 image+audio, 12 text only (pairs nothing)."""
+    def item(i, blocks, texts):
+        return CorpusItem(f"item-{i}", "train", f"g{i}", {"k": str(i)}, blocks, texts)
+
+    items = [item(i, {"image": np.full(3, 100 + i)}, [np.array([300 + i])]) for i in range(6)]
+    items += [item(i, {"image": np.full(3, 100 + i), "audio": np.full(5, 200 + i)}, []) for i in range(6, 12)]
+    items += [item(12, {}, [np.array([312])])]
+    return Corpus(items, [], SPECIALS)
+
+
+def test_mixed_view_sets_give_one_all_views_group_per_view_set_weighted_by_size():
+    c = mixed_corpus()
+    s = stream(c, multiview=1.0, pair_weights={"text-image": 1.0, "image-audio": 2.0, "text-audio": 1.0})
+    assert [(name, views) for name, views, _ in s.view_groups] == [
+        ("multiview:image+audio", ["image", "audio"]), ("multiview:text+image", ["text", "image"])]
+    seen = set()
+    for step in range(1, 30):
+        batch, name = s.pair_batch(step)
+        group_views = {g[0]: g[1] for g in s.view_groups}[name]
+        assert len(batch.views) == len(group_views)
+        for row in range(4):  # every row of a batch has every view of its group, from the same item
+            assert len({item_of(ids[row]) for ids, _ in batch.views}) == 1
+        assert all(item_of(ids[r]) != 12 for ids, _ in batch.views for r in range(4))
+        seen.add(name)
+    assert seen == {"multiview:image+audio", "multiview:text+image"}
+    again = stream(c, multiview=1.0, pair_weights={"text-image": 1.0, "image-audio": 2.0, "text-audio": 1.0})
+    again.load_state_dict(s.state_dict())  # every group's position is part of the checkpoint

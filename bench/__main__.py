@@ -85,6 +85,13 @@ SUITE: dict[str, Bench] = {
         "bench.embed_int8_recall", "held-out recall@1 through ONNX Runtime, fp32 trunk vs INT8 trunk",
         args=("{run}", "--out", "{out}/embed_int8_recall.md"), quick=("{run}", "--out", "{out}/embed_int8_recall.md"),
         optional={"bundle": ("--bundle", "{bundle}")}),
+    "long_audio": Bench(
+        "bench.long_audio", "long audio: CPU time and peak memory of window-by-window embedding, 10 s to 10 min",
+        args=("--out", "{out}"), quick=("--durations", "10,30", "--out", "{out}"),
+        optional={"bundle": ("--bundle", "{bundle}")}),
+    "own_data": Bench(
+        "bench.own_data", "the main command on 2- and 3-modality subsets of the world: held-out R@1 per pair",
+        args=("--out", "{out}"), quick=("--config", "tiny", "--shapes", "text+audio", "--out", "{out}")),
 }
 
 

@@ -46,7 +46,8 @@ def fresh_components(manifest: str | os.PathLike, tokenizer_dir: str | os.PathLi
     toks = load_tokenizers(tokenizer_dir)
     vocab = Vocabulary(toks.text.vocab_size, int(toks.image.codebook_size), int(toks.audio.codebook_size))
     torch.manual_seed(seed)
-    net = OmniModel(config_for_vocabulary(model, vocab, **model_overrides)).eval()
+    net = OmniModel(config_for_vocabulary(model, vocab, image_tokens=int(toks.image.tokens_per_image),
+                                          **model_overrides)).eval()
     return Components(net, toks, vocab)
 
 

@@ -23,7 +23,7 @@ from .ann import AnnIndex, gpu_available, resolve_params
 from .errors import IndexClosedError, IndexCorruptError, IndexInputError
 from .lock import RWLock
 from .matryoshka import exact_topk, normalize, rerank, truncate
-from .metadata import MetadataStore, clean_metadata
+from .metadata import SEGMENT_SEP, MetadataStore, clean_metadata
 from .wal import WriteAheadLog, read_log
 
 log = logging.getLogger(__name__)
@@ -194,11 +194,11 @@ class Index:
                 if lsn != self._lsn + 1:
                     raise IndexCorruptError(path, f"log jumps from lsn {self._lsn} to {lsn}: writes missing")
                 try:
-                    op, ids, vectors, metas = records.decode(payload, self.dim)
+                    op, ids, vectors, metas, segments = records.decode(payload, self.dim)
                 except (ValueError, KeyError) as exc:
                     raise IndexCorruptError(path, f"record lsn {lsn} is malformed: {exc}") from None
                 if op == records.OP_UPSERT:
-                    self._apply_upsert(ids, vectors, metas)
+                    self._apply_upsert(ids, vectors, metas, segments)
                 else:
                     self._apply_delete(ids)
                 self._lsn = lsn
@@ -219,29 +219,55 @@ class Index:
         self.close()
 
     # ------------------------------------------------------------------ writes
-    def upsert(self, ids: Iterable[str], vectors: np.ndarray, metadata: Iterable[dict | None] | None = None) -> None:
-        """Insert or replace items. Vectors (N, D) are stored L2-normalised. Returns once durable."""
+    def upsert(self, ids: Iterable[str], vectors: np.ndarray, metadata: Iterable[dict | None] | None = None,
+               segments: Iterable[tuple | None] | None = None) -> None:
+        """Insert or replace items. Vectors (N, D) are stored L2-normalised. Returns once durable.
+
+        segments: per item None, or (spans [(start, end) seconds], window vectors (W, D)): a long clip's
+        windows, stored beside its vector so a search hit can name the moment (Hit.span). Replacing or
+        deleting the item replaces or deletes its windows."""
         ids = _check_ids(ids)
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim == 1:
-            vectors = vectors[None, :]
-        if vectors.shape != (len(ids), self.dim):
-            raise IndexInputError(f"vectors have shape {vectors.shape}, expected ({len(ids)}, {self.dim})")
-        if not np.isfinite(vectors).all():
-            raise IndexInputError("vectors contain NaN or infinity")
-        if (np.linalg.norm(vectors, axis=1) == 0).any():
-            bad = ids[int(np.argmin(np.linalg.norm(vectors, axis=1)))]
-            raise IndexInputError(f"vector for id {bad!r} is all zeros and cannot be normalised")
+        vectors = self._check_vectors(vectors, len(ids), ids)
         metadata = [None] * len(ids) if metadata is None else list(metadata)
         if len(metadata) != len(ids):
             raise IndexInputError(f"{len(metadata)} metadata entries for {len(ids)} ids")
         metas = [clean_metadata(m, f"metadata for id {i!r}") for i, m in zip(ids, metadata)]
-        vectors = normalize(vectors)
-        payload = records.encode_upsert(ids, vectors, metas)
+        segments = None if segments is None else self._check_segments(list(segments), ids)
+        payload = records.encode_upsert(ids, vectors, metas, segments)
         with self._lock.write():
             self._log(payload)
-            self._apply_upsert(ids, vectors, metas)
+            self._apply_upsert(ids, vectors, metas, segments)
             self._maybe_snapshot()
+
+    def _check_vectors(self, vectors, n: int, ids: list[str], where: str = "vectors") -> np.ndarray:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim == 1:
+            vectors = vectors[None, :]
+        if vectors.shape != (n, self.dim):
+            raise IndexInputError(f"{where} have shape {vectors.shape}, expected ({n}, {self.dim})")
+        if not np.isfinite(vectors).all():
+            raise IndexInputError(f"{where} contain NaN or infinity")
+        norms = np.linalg.norm(vectors, axis=1)
+        if (norms == 0).any():
+            raise IndexInputError(f"{where}: the vector for {ids[int(np.argmin(norms))]!r} is all zeros and cannot "
+                                  "be normalised")
+        return normalize(vectors)
+
+    def _check_segments(self, segments: list, ids: list[str]) -> list:
+        if len(segments) != len(ids):
+            raise IndexInputError(f"{len(segments)} segment entries for {len(ids)} ids")
+        out = []
+        for i, seg in zip(ids, segments):
+            if seg is None:
+                out.append(None)
+                continue
+            spans, vecs = seg
+            spans = [tuple(float(x) for x in sp) for sp in spans]
+            if not spans or any(len(sp) != 2 or not (np.isfinite(sp).all() and 0 <= sp[0] <= sp[1]) for sp in spans):
+                raise IndexInputError(f"segments of {i!r}: spans must be (start, end) seconds with 0 <= start <= end")
+            out.append((spans, self._check_vectors(vecs, len(spans), [f"{i} window {k}" for k in range(len(spans))],
+                                                   f"window vectors of {i!r}")))
+        return out
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete items by id; unknown ids are ignored. Returns how many existed. Durable on return."""
@@ -261,12 +287,21 @@ class Index:
         self._wal.append(self._lsn + 1, payload)
         self._lsn += 1
 
-    def _apply_upsert(self, ids: list[str], vectors: np.ndarray, metas: list[dict]) -> None:
-        slots = np.arange(self._n_slots, self._n_slots + len(ids), dtype=np.int64)
-        self._grow(self._n_slots + len(ids))
-        self._n_slots += len(ids)
+    def _apply_upsert(self, ids: list[str], vectors: np.ndarray, metas: list[dict], segments: list | None = None):
+        windows = [] if segments is None else [(i, m, sp, v) for i, m, seg in zip(ids, metas, segments)
+                                                if seg is not None for sp, v in zip(*seg)]
+        if windows:
+            vectors = np.concatenate([vectors, np.stack([w[3] for w in windows])])
+        slots = np.arange(self._n_slots, self._n_slots + len(vectors), dtype=np.int64)
+        self._grow(self._n_slots + len(vectors))
+        self._n_slots += len(vectors)
         self._vectors[slots] = vectors
-        old = self._meta.upsert([(int(s), i, m) for s, i, m in zip(slots, ids, metas)])
+        counters: dict[str, int] = {}
+        rows = []
+        for slot, (i, m, sp, _) in zip(slots[len(ids):], windows):
+            counters[i] = counters.get(i, -1) + 1
+            rows.append((int(slot), f"{i}{SEGMENT_SEP}{counters[i]}", m, i, sp[0], sp[1]))
+        old = self._meta.upsert([(int(s), i, m) for s, i, m in zip(slots, ids, metas)], rows)
         self._kill(old)
         self._live[slots] = True
         if self._ann.trained:
@@ -355,7 +390,7 @@ class Index:
         snap.write_snapshot(self.root, gen, state, writers)
 
     def _dead_fraction(self) -> float:
-        return 1.0 - self._meta.count() / self._n_slots if self._n_slots else 0.0
+        return 1.0 - self._meta.rows() / self._n_slots if self._n_slots else 0.0
 
     def _compact_locked(self) -> None:
         live = self._meta.live_slots()  # sorted
@@ -427,15 +462,27 @@ class Index:
         q = normalize(q)
         with self._lock.read():
             allowed = self._meta.filter_slots(filter) if filter is not None else None
-            if allowed is not None and len(allowed) <= SUBSET_EXACT_MAX:
-                scores, slots = self._exact_subset(q, k, dim, allowed)
-            elif ad is not None:
-                scores, slots = self._adaptive(q, k, dim, allowed, ad)
-            elif dim is not None:
-                scores, slots = self._prefix_search(q, k, dim, allowed, k)
-            else:
-                scores, slots = self._ann_search(q, k, allowed, ef_search, nprobe, refine)
-            return self._hits(scores, slots)
+            rows = self._meta.rows() if allowed is None else len(allowed)
+            windows = self._meta.rows() - self._meta.count()  # rows that are long clips' windows
+            # an item and its windows are one hit: fetch more rows until k distinct items (or every row) are in
+            fetch = k if not windows else min(rows, 4 * k)
+            while True:
+                scores, slots = self._search_rows(q, fetch, dim, allowed, ad, ef_search, nprobe, refine)
+                if not windows:
+                    return self._hits(scores, slots)
+                hits = self._collapsed_hits(scores, slots, k)
+                if fetch >= rows or all(len(h) >= k for h in hits):
+                    return hits
+                fetch = min(rows, 2 * fetch)
+
+    def _search_rows(self, q, k, dim, allowed, ad, ef_search, nprobe, refine) -> tuple[np.ndarray, np.ndarray]:
+        if allowed is not None and len(allowed) <= SUBSET_EXACT_MAX:
+            return self._exact_subset(q, k, dim, allowed)
+        if ad is not None:
+            return self._adaptive(q, k, dim, allowed, ad)
+        if dim is not None:
+            return self._prefix_search(q, k, dim, allowed, k)
+        return self._ann_search(q, k, allowed, ef_search, nprobe, refine)
 
     def _exact_subset(self, q, k, dim, subset) -> tuple[np.ndarray, np.ndarray]:
         base = self._vectors[subset]  # (S, D) copy of the allowed rows
@@ -447,7 +494,7 @@ class Index:
     def _selector(self, allowed: np.ndarray | None):
         """An IDSelector for `allowed` slots, or for live slots where dead ones remain in the structure."""
         if allowed is None:
-            if self._ann.removes or self._ann.ntotal == self._meta.count():
+            if self._ann.removes or self._ann.ntotal == self._meta.rows():
                 return None, None
             mask = self._live[: self._n_slots]
         else:
@@ -505,7 +552,7 @@ class Index:
     def _fill_short(self, q, k, dim, allowed, scores, slots) -> tuple[np.ndarray, np.ndarray]:
         """Redo exactly any query that came back with fewer than k hits although k matching items exist
         (a filter or dead HNSW nodes can starve a graph or an IVF probe)."""
-        avail = self._meta.count() if allowed is None else len(allowed)
+        avail = self._meta.rows() if allowed is None else len(allowed)
         short = np.flatnonzero((slots >= 0).sum(axis=1) < min(k, avail))
         if len(short):
             subset = allowed if allowed is not None else np.flatnonzero(self._live[: self._n_slots])
@@ -513,6 +560,26 @@ class Index:
             scores, slots = scores.copy(), slots.copy()
             scores[short], slots[short] = s2, i2
         return scores, slots
+
+    def _collapsed_hits(self, scores: np.ndarray, slots: np.ndarray, k: int) -> list[list[Hit]]:
+        """Rows -> items: a window row stands for its item, an item scores its best row, and its span is the
+        time of its best window among the rows found."""
+        rows = self._meta.rows_for_slots(np.unique(slots[slots >= 0]), with_spans=True)
+        out = []
+        for srow, irow in zip(scores, slots):
+            best: dict[str, list] = {}  # item id -> [score, metadata, span, span score]
+            for s, i in zip(srow, irow):
+                if i < 0 or int(i) not in rows:
+                    continue
+                id_, meta, parent, span = rows[int(i)]
+                item = parent or id_
+                entry = best.setdefault(item, [float(s), meta, None, -np.inf])
+                entry[0] = max(entry[0], float(s))
+                if span is not None and s > entry[3]:
+                    entry[2], entry[3] = span, float(s)
+            ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:k]
+            out.append([Hit(item, e[0], e[1], e[2]) for item, e in ranked])
+        return out
 
     def _hits(self, scores: np.ndarray, slots: np.ndarray) -> list[list[Hit]]:
         rows = self._meta.rows_for_slots(np.unique(slots[slots >= 0]))
@@ -528,10 +595,10 @@ class Index:
 
     def stats(self) -> dict:
         with self._lock.read():
-            live = self._meta.count()
+            live, rows = self._meta.count(), self._meta.rows()
             return {
                 "path": self.root, "dim": self.dim, "kind": self.kind, "params": dict(self.params),
-                "count": live, "slots": self._n_slots, "dead_slots": self._n_slots - live,
+                "count": live, "windows": rows - live, "slots": self._n_slots, "dead_slots": self._n_slots - rows,
                 "ann_entries": self._ann.ntotal, "trained": self._ann.trained,
                 "adaptive": {**dataclasses.asdict(self.adaptive_default), "default_on": self.adaptive_on},
                 "prefix_indexes": sorted(self._prefix), "lsn": self._lsn, "snapshot_gen": self._gen,

@@ -1,5 +1,9 @@
 """The metadata store: one SQLite row per live item (id, slot, modality, uri, JSON payload) and filters.
 
+A long clip indexed with its windows has one row more per window: its id is the item's id, SEGMENT_SEP and
+the window's number, `parent` names the item, span_start/span_end its time, and it carries the item's
+metadata (so filters select windows as they select items). Counts and lookups by id see items only.
+
 The database lives in memory; durability comes from the index's WAL and snapshots (the SQLite file is
 part of each snapshot), so vectors and metadata are acknowledged together by one fsync'd log record.
 """
@@ -23,10 +27,15 @@ CREATE TABLE IF NOT EXISTS items (
     id TEXT NOT NULL UNIQUE,
     modality TEXT,
     uri TEXT,
-    payload TEXT NOT NULL DEFAULT '{}'
+    payload TEXT NOT NULL DEFAULT '{}',
+    parent TEXT,
+    span_start REAL,
+    span_end REAL
 );
 CREATE INDEX IF NOT EXISTS items_modality ON items(modality);
 """
+_SEGMENT_COLUMNS = (("parent", "TEXT"), ("span_start", "REAL"), ("span_end", "REAL"))
+SEGMENT_SEP = "\x1f"  # ids cannot hold control characters, so a window's id never collides with an item's
 _FIELD = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -113,19 +122,32 @@ class MetadataStore:
         # Explicit transactions only: a dangling implicit one would block the snapshot's backup() forever.
         self._conn.isolation_level = None
         self._conn.executescript(_SCHEMA)
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(items)")}
+        for name, kind in _SEGMENT_COLUMNS:  # a snapshot written before windows were indexed
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE items ADD COLUMN {name} {kind}")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS items_parent ON items(parent)")
         # One connection is shared by searching threads; SQLite's own mutex is per call, ours per query.
         self._mutex = threading.Lock()
 
     # -- writes (the index holds its write lock) --
-    def upsert(self, rows: list[tuple[int, str, dict]]) -> np.ndarray:
-        """Insert (slot, id, clean metadata) rows; returns the slots the ids held before (now dead)."""
+    def upsert(self, rows: list[tuple[int, str, dict]],
+               segments: list[tuple[int, str, dict, str, float, float]] = ()) -> np.ndarray:
+        """Insert (slot, id, clean metadata) rows, and window rows (slot, id, metadata, parent, start, end);
+        returns the slots the ids (and their earlier windows) held before, now dead."""
         with self._mutex, self._transaction():
-            old = self._slots_locked([r[1] for r in rows])
-            self._conn.executemany("DELETE FROM items WHERE id = ?", [(r[1],) for r in rows])
+            ids = [r[1] for r in rows]
+            old = np.concatenate([self._slots_locked(ids), self._segment_slots_locked(ids)])
+            self._conn.executemany("DELETE FROM items WHERE id = ? OR parent = ?", [(i, i) for i in ids])
             self._conn.executemany(
                 "INSERT INTO items(slot, id, modality, uri, payload) VALUES (?, ?, ?, ?, ?)",
                 [(s, i, m["modality"], m["uri"], json.dumps(m["payload"], separators=(",", ":"))) for s, i, m in rows],
             )
+            self._conn.executemany(
+                "INSERT INTO items(slot, id, modality, uri, payload, parent, span_start, span_end) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(s, i, m["modality"], m["uri"], json.dumps(m["payload"], separators=(",", ":")), parent, a, b)
+                 for s, i, m, parent, a, b in segments])
         return old
 
     @contextlib.contextmanager
@@ -139,9 +161,10 @@ class MetadataStore:
         self._conn.execute("COMMIT")
 
     def delete(self, ids: list[str]) -> np.ndarray:
+        """Delete items and their windows; returns their slots."""
         with self._mutex, self._transaction():
-            old = self._slots_locked(ids)
-            self._conn.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
+            old = np.concatenate([self._slots_locked(ids), self._segment_slots_locked(ids)])
+            self._conn.executemany("DELETE FROM items WHERE id = ? OR parent = ?", [(i, i) for i in ids])
         return old
 
     def remap(self, old_slots: np.ndarray, new_slots: np.ndarray) -> None:
@@ -155,29 +178,36 @@ class MetadataStore:
             self._conn.execute("UPDATE items SET slot = -1 - slot WHERE slot < 0")
 
     # -- reads --
-    def _slots_locked(self, ids: Iterable[str]) -> np.ndarray:
+    def _slots_locked(self, ids: Iterable[str], column: str = "id") -> np.ndarray:
         out = []
         for chunk in _chunks(list(ids), 500):
-            cur = self._conn.execute(f"SELECT slot FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            cur = self._conn.execute(f"SELECT slot FROM items WHERE {column} IN ({','.join('?' * len(chunk))})",
+                                     chunk)
             out.extend(r[0] for r in cur)
         return np.asarray(out, dtype=np.int64)
+
+    def _segment_slots_locked(self, parents: Iterable[str]) -> np.ndarray:
+        return self._slots_locked(parents, column="parent")
 
     def slots_of(self, ids: list[str]) -> dict[str, int]:
         with self._mutex:
             found = {}
             for chunk in _chunks(ids, 500):
-                q = f"SELECT id, slot FROM items WHERE id IN ({','.join('?' * len(chunk))})"
+                q = f"SELECT id, slot FROM items WHERE parent IS NULL AND id IN ({','.join('?' * len(chunk))})"
                 found.update(self._conn.execute(q, chunk).fetchall())
         return found
 
-    def rows_for_slots(self, slots: Iterable[int]) -> dict[int, tuple[str, dict]]:
+    def rows_for_slots(self, slots: Iterable[int], with_spans: bool = False) -> dict[int, tuple]:
+        """slot -> (id, metadata); with_spans: (id, metadata, parent or None, (start, end) or None)."""
         slots = [int(s) for s in slots]
-        out: dict[int, tuple[str, dict]] = {}
+        out: dict[int, tuple] = {}
         with self._mutex:
             for chunk in _chunks(slots, 500):
-                q = f"SELECT slot, id, modality, uri, payload FROM items WHERE slot IN ({','.join('?' * len(chunk))})"
-                for slot, id_, modality, uri, payload in self._conn.execute(q, chunk):
-                    out[slot] = (id_, {"modality": modality, "uri": uri, "payload": json.loads(payload)})
+                q = ("SELECT slot, id, modality, uri, payload, parent, span_start, span_end FROM items "
+                     f"WHERE slot IN ({','.join('?' * len(chunk))})")
+                for slot, id_, modality, uri, payload, parent, a, b in self._conn.execute(q, chunk):
+                    meta = {"modality": modality, "uri": uri, "payload": json.loads(payload)}
+                    out[slot] = (id_, meta, parent, None if a is None else (a, b)) if with_spans else (id_, meta)
         return out
 
     def filter_slots(self, flt: dict) -> np.ndarray:
@@ -192,6 +222,12 @@ class MetadataStore:
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def count(self) -> int:
+        """Items (windows not counted)."""
+        with self._mutex:
+            return self._conn.execute("SELECT COUNT(*) FROM items WHERE parent IS NULL").fetchone()[0]
+
+    def rows(self) -> int:
+        """Every live row: items and their windows."""
         with self._mutex:
             return self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
 

@@ -10,12 +10,14 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class Hit:
-    """One search result: the stored id, its score (cosine, higher is closer) and its metadata
-    ({"modality", "uri", "payload"})."""
+    """One search result: the stored id, its score (cosine, higher is closer), its metadata
+    ({"modality", "uri", "payload"}), and for a long clip indexed with its windows the (start, end) seconds of
+    its best-matching window: the moment, not only the file."""
 
     id: str
     score: float
     metadata: dict
+    span: tuple[float, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-batching", action="store_true", help="run each request's embeds on its own")
     p.add_argument("--workers", type=int, default=32, help="handler threads")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
+    p.add_argument("--max-audio-seconds", type=float, help="longest audio clip embedded (default 600)")
+    p.add_argument("--max-video-seconds", type=float, help="longest video embedded (default 300)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds shutdown waits for in-flight calls")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from .server import Server, ServerConfig
 
     try:
-        embedder = ModelEmbedder.load(args.bundle, threads=args.threads) if args.bundle else None
+        limits = {"max_audio_seconds": args.max_audio_seconds, "max_video_seconds": args.max_video_seconds}
+        embedder = ModelEmbedder.load(args.bundle, threads=args.threads, **limits) if args.bundle else None
         index = open_or_create_index(args.index, args.dim or (embedder.full_dim if embedder else None),
                                      args.index_kind)
         config = ServerConfig(

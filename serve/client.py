@@ -21,6 +21,7 @@ import dataclasses
 import json
 import random
 import time
+import warnings
 from typing import Any, Iterable, Iterator, Sequence
 
 import grpc
@@ -88,6 +89,7 @@ class Client:
     def embed(self, items: Sequence[Any], dim: int = 0, *, timeout: float | None = None) -> np.ndarray:
         """(len(items), dim) float32 L2-normalised vectors; dim 0 = the model's full dim."""
         reply = self._call("Embed", pb2.EmbedRequest(items=[cv.item_from_python(i) for i in items], dim=dim), timeout)
+        _warn_truncated(reply.truncated)
         return _matrix(reply.vectors, reply.dim)
 
     def embed_stream(self, items: Iterable[Any], dim: int = 0, *, chunk: int = 256,
@@ -110,21 +112,27 @@ class Client:
         if adaptive is not None:
             request.adaptive = adaptive
         reply = self._call("Search", request, timeout)
-        return [Hit(h.id, h.score, cv.metadata_from_reply(h.metadata)) for h in reply.hits]
+        return [cv.hit_from_reply(h) for h in reply.hits]
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray | None = None, *, items: Sequence[Any] | None = None,
-               metadata: Sequence[dict | None] | None = None, timeout: float | None = None) -> int:
-        """Store given vectors (N, D), or items the server embeds; durable when this returns."""
-        return self._call("Upsert", pb2.UpsertRequest(items=_upsert_items(ids, vectors, items, metadata)),
-                          timeout).upserted
+               metadata: Sequence[dict | None] | None = None, segments: bool = False,
+               timeout: float | None = None) -> int:
+        """Store given vectors (N, D), or items the server embeds; durable when this returns. segments: also
+        index each window of long audio/video items, so their hits carry the time span of the best window."""
+        reply = self._call("Upsert", pb2.UpsertRequest(items=_upsert_items(ids, vectors, items, metadata),
+                                                       segments=segments), timeout)
+        _warn_truncated(reply.truncated)
+        return reply.upserted
 
     def upsert_stream(self, ids: Sequence[str], vectors: np.ndarray | None = None, *,
                       items: Sequence[Any] | None = None, metadata: Sequence[dict | None] | None = None,
-                      chunk: int = 256, timeout: float | None = None) -> int:
+                      chunk: int = 256, segments: bool = False, timeout: float | None = None) -> int:
         """Bulk load in chunks over one stream; each chunk is durable once the server applied it."""
         all_items = _upsert_items(ids, vectors, items, metadata)
-        requests = (pb2.UpsertRequest(items=part) for part in _chunks(all_items, chunk))
-        return self._stub.UpsertStream(requests, timeout=timeout or self.timeout, metadata=self._metadata).upserted
+        requests = (pb2.UpsertRequest(items=part, segments=segments) for part in _chunks(all_items, chunk))
+        reply = self._stub.UpsertStream(requests, timeout=timeout or self.timeout, metadata=self._metadata)
+        _warn_truncated(reply.truncated)
+        return reply.upserted
 
     def delete(self, ids: Sequence[str], *, timeout: float | None = None) -> DeleteResult:
         reply = self._call("Delete", pb2.DeleteRequest(ids=list(ids)), timeout)
@@ -152,6 +160,13 @@ class Client:
         reply = health_pb2_grpc.HealthStub(self._channel).Check(
             health_pb2.HealthCheckRequest(service=service), timeout=timeout or self.timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+def _warn_truncated(which) -> None:
+    if len(which):
+        shown = ", ".join(map(str, list(which)[:5])) + (" ..." if len(which) > 5 else "")
+        warnings.warn(f"{len(which)} items were cut to fit the model's window before embedding ({shown})",
+                      stacklevel=3)
 
 
 def _is_vector(query: Any) -> bool:

@@ -153,6 +153,22 @@ def metadata_to_message(meta: dict | None) -> "pb2.Metadata":
     return metadata_message(meta)
 
 
+def hit_message(hit) -> "pb2.Hit":
+    """An index Hit -> its message (the span only where the hit has one)."""
+    msg = pb2.Hit(id=hit.id, score=hit.score, metadata=metadata_message(hit.metadata))
+    if hit.span is not None:
+        msg.span.CopyFrom(pb2.TimeSpan(start_s=hit.span[0], end_s=hit.span[1]))
+    return msg
+
+
+def hit_from_reply(msg: "pb2.Hit"):
+    """Client side: a Hit message -> omniembed.hits.Hit."""
+    from omniembed.hits import Hit
+
+    span = (round(msg.span.start_s, 3), round(msg.span.end_s, 3)) if msg.HasField("span") else None
+    return Hit(msg.id, msg.score, metadata_from_reply(msg.metadata), span)
+
+
 def metadata_from_reply(meta: "pb2.Metadata") -> dict:
     """Client side: Metadata -> the index's {"modality", "uri", "payload"} form."""
     return {"modality": meta.modality or None, "uri": meta.uri or None,

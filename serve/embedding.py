@@ -1,8 +1,9 @@
-"""The model side of the server: request items -> decoded segments -> omniembed.runtime.Embedder vectors.
+"""The model side of the server: request items -> decoded documents -> omniembed.runtime.Embedder vectors.
 
 Media bytes are decoded here, in the request's own thread, before any batching: a corrupt file fails
 only its own request with INVALID_ARGUMENT naming the item, decoding runs in parallel across requests,
-and the batcher thread only tokenizes and runs the model.
+and the batcher thread only tokenizes and runs the model. A long audio or video item is decoded window by
+window (the bundle's windows), its vector pooled from theirs.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ class ModelEmbedder:
         self.dims = sorted(int(d) for d in embedder.dims)
 
     @classmethod
-    def load(cls, bundle: str | os.PathLike, threads: int | None = None) -> "ModelEmbedder":
+    def load(cls, bundle: str | os.PathLike, threads: int | None = None, **limits) -> "ModelEmbedder":
         from omniembed.runtime import Embedder  # torch-free: ONNX Runtime under the hood
 
-        return cls(Embedder.load(bundle, threads=threads), os.fspath(bundle))
+        return cls(Embedder.load(bundle, threads=threads, **limits), os.fspath(bundle))
 
     def check_dim(self, dim: int, where: str = "dim") -> int:
         """0 -> the full dim; anything past the full dim is refused."""
@@ -40,27 +41,47 @@ class ModelEmbedder:
             raise invalid(f"{where}={dim} exceeds the model's embedding dim {self.full_dim}")
         return dim
 
-    def prepare(self, segments: Sequence[RawSegment], where: str) -> list[Any]:
-        """One item's segments decoded into the runtime's segment types (its document form)."""
-        from omniembed.tokenization.inputs import to_segments
+    def prepare(self, segments: Sequence[RawSegment], where: str):
+        """One item's segments decoded (omniembed.tokenization.windows.Decoded): a single audio or video item
+        window by window, a document segment by segment."""
         from omniembed.tokenization.document import DocumentError
+        from omniembed.tokenization.inputs import check_modalities, to_segments
+        from omniembed.tokenization.windows import Decoded
 
+        emb = self.embedder
+        if len(segments) == 1 and segments[0].kind in ("audio", "video"):
+            seg = segments[0]
+            try:
+                return emb.decode([{seg.kind: seg.value}])[0]
+            except MediaError as exc:
+                raise invalid(f"{where} ({seg.kind}): {exc.reason}") from None
+            except DocumentError as exc:
+                raise invalid(f"{where}: {str(exc).replace('input 0', 'this item')}") from None
         out = []
         for j, seg in enumerate(segments):
             name = where if len(segments) == 1 else f"{where}.document.segments[{j}]"
             part = seg.value if seg.kind == "text" else {seg.kind: seg.value}
             try:
-                out.extend(to_segments(part, sample_rate=self.embedder.sample_rate,
-                                       video_fps=self.embedder.video_fps, index=j))
+                decoded = to_segments(part, sample_rate=emb.sample_rate, video_fps=emb.video_fps, index=j)
+                check_modalities(decoded, emb.modalities, name)
             except MediaError as exc:
                 raise invalid(f"{name} ({seg.kind}): {exc.reason}") from None
             except DocumentError as exc:
-                raise invalid(f"{name}: {exc}") from None
-        return out
+                raise invalid(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)) from None
+            out.extend(decoded)
+        return Decoded([out])
 
-    def embed(self, documents: Sequence[list[Any]], dim: int) -> np.ndarray:
+    def embed(self, prepared: Sequence[Any], dim: int) -> np.ndarray:
+        """(N, dim) pooled vectors of prepared items; each item's `cut` tells whether its ids were cut."""
         try:
-            vectors = self.embedder.embed(list(documents), dim=dim)
+            vectors = self.embedder.embed_decoded(list(prepared), dim=dim)
         except (ConfigError, ValueError, OmniEmbedError) as exc:
             raise invalid(f"cannot embed: {exc}") from None
         return np.asarray(vectors, dtype=np.float32)
+
+    def embed_windows(self, prepared: Sequence[Any]) -> list[tuple[np.ndarray, list | None]]:
+        """Per prepared item, (its windows' full-dim vectors, their spans) or (its vector, None)."""
+        try:
+            return self.embedder.embed_windows_decoded(list(prepared))
+        except (ConfigError, ValueError, OmniEmbedError) as exc:
+            raise invalid(f"cannot embed: {exc}") from None

@@ -25,6 +25,8 @@ from grpc_reflection.v1alpha import reflection
 
 from omniembed.errors import ConfigError
 from omniembed.index import Index, IndexClosedError, IndexInputError
+from omniembed.index.matryoshka import truncate
+from omniembed.tokenization.windows import pool
 
 from . import convert as cv
 from .auth import BearerTokenInterceptor
@@ -128,14 +130,20 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
                                "without --bundle: send vectors instead")
         return self.embedder
 
-    def _embed(self, items, dim: int, context, where: str | list[str]) -> np.ndarray:
-        """Embed Items at `dim` through the micro-batcher; (len(items), dim) float32.
-
-        where: the request field holding the items (`items` -> items[0], items[1], ...) or one name per item.
-        """
+    def _prepare(self, items, where: str | list[str]) -> list:
+        """Items decoded in this request's thread; where: the request field holding them or one name per item."""
         names = [f"{where}[{j}]" for j in range(len(items))] if isinstance(where, str) else where
         model = self._need_model(names[0] if names else "embedding")
-        docs = [model.prepare(cv.item_segments(item, name), name) for item, name in zip(items, names)]
+        return [model.prepare(cv.item_segments(item, name), name) for item, name in zip(items, names)]
+
+    def _embed(self, items, dim: int, context, where: str | list[str]) -> tuple[np.ndarray, list[int]]:
+        """Embed Items at `dim` through the micro-batcher: ((len(items), dim) float32, indexes of the items
+        whose ids were cut to fit the model)."""
+        docs = self._prepare(items, where)
+        return self._embed_prepared(docs, dim, context), [j for j, d in enumerate(docs) if d.cut]
+
+    def _embed_prepared(self, docs: list, dim: int, context) -> np.ndarray:
+        model = self.embedder
         if self.batcher is None:
             with self._counter_lock:
                 self._direct_items += len(docs)
@@ -164,8 +172,8 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
     def _embed_request(self, request, context):
         self._check_count(len(request.items), "items", "Embed")
         dim = self._need_model("Embed").check_dim(request.dim)
-        vectors = self._embed(request.items, dim, context, "items")
-        return pb2.EmbedResponse(vectors=[cv.vector_message(v) for v in vectors], dim=dim)
+        vectors, truncated = self._embed(request.items, dim, context, "items")
+        return pb2.EmbedResponse(vectors=[cv.vector_message(v) for v in vectors], dim=dim, truncated=truncated)
 
     @_streaming
     def EmbedStream(self, request_iterator, context):
@@ -199,36 +207,38 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
             else:
                 q = cv.vector_from_message(request.vector, "query vector", self.index.dim)
         else:
-            q = self._embed([request.item], self.index.dim, context, ["query.item"])[0]
+            q = self._embed([request.item], self.index.dim, context, ["query.item"])[0][0]
         flt = cv.filter_from_message(request.filter) if request.HasField("filter") else None
         adaptive = request.adaptive if request.HasField("adaptive") else None
         if not context.is_active():
             raise RequestError(Code.DEADLINE_EXCEEDED, "deadline passed before the search ran")
         hits = self.index.search(q, k, dim=dim or None, filter=flt, adaptive=adaptive)[0]
-        return pb2.SearchResponse(
-            hits=[pb2.Hit(id=h.id, score=h.score, metadata=cv.metadata_message(h.metadata)) for h in hits],
-            dim=dim or self.index.dim)
+        return pb2.SearchResponse(hits=[cv.hit_message(h) for h in hits], dim=dim or self.index.dim)
 
     # ---- writes
     @_unary
     def Upsert(self, request, context):
         self._check_count(len(request.items), "items", "Upsert")
-        return pb2.UpsertResponse(upserted=self._upsert(request.items, context))
+        upserted, truncated, windows = self._upsert(request.items, context, request.segments)
+        return pb2.UpsertResponse(upserted=upserted, truncated=truncated, windows=windows)
 
     @_unary
     def UpsertStream(self, request_iterator, context):
-        total = 0
+        total, truncated, windows = 0, [], 0
         for n, request in enumerate(request_iterator):
             try:
                 self._check_count(len(request.items), "items", "Upsert")
-                total += self._upsert(request.items, context)
+                done, cut, w = self._upsert(request.items, context, request.segments)
+                total, windows = total + done, windows + w
+                truncated += cut
             except (RequestError, IndexInputError) as exc:
                 code, message = _code_of(exc)
                 raise RequestError(code, f"chunk {n}: {message}; the {total} items of chunks 0..{n - 1} "
                                    "are stored") from None
-        return pb2.UpsertResponse(upserted=total)
+        return pb2.UpsertResponse(upserted=total, truncated=truncated, windows=windows)
 
-    def _upsert(self, items, context) -> int:
+    def _upsert(self, items, context, segments: bool = False) -> tuple[int, list[str], int]:
+        """(items stored, ids cut to fit the model, window vectors stored)."""
         ids, metas = [], []
         vectors = np.zeros((len(items), self.index.dim), np.float32)
         to_embed: list[int] = []
@@ -248,14 +258,23 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
                 meta.setdefault("modality", kind)  # lets searches filter on what was embedded
             ids.append(it.id)
             metas.append(meta)
+        truncated, windows, per_item = [], 0, [None] * len(items)
         if to_embed:
-            embedded = self._embed([items[j].item for j in to_embed], self.index.dim, context,
-                                   [f"items[{j}].item" for j in to_embed])
-            vectors[to_embed] = embedded
+            docs = self._prepare([items[j].item for j in to_embed], [f"items[{j}].item" for j in to_embed])
+            if segments:
+                # long clips: each window's vector stored beside the pooled one (not micro-batched: bulk work)
+                for j, (full, spans) in zip(to_embed, self.embedder.embed_windows(docs)):
+                    vectors[j] = truncate(pool(full) if spans else full[0], self.index.dim)
+                    if spans:
+                        per_item[j] = (spans, truncate(full, self.index.dim))
+                        windows += len(spans)
+            else:
+                vectors[to_embed] = self._embed_prepared(docs, self.index.dim, context)
+            truncated = [ids[j] for j, d in zip(to_embed, docs) if d.cut]
         if not context.is_active():
             raise RequestError(Code.DEADLINE_EXCEEDED, "deadline passed before the write; nothing was stored")
-        self.index.upsert(ids, vectors, metas)
-        return len(ids)
+        self.index.upsert(ids, vectors, metas, segments=per_item if windows else None)
+        return len(ids), truncated, windows
 
     @_unary
     def Delete(self, request, context):

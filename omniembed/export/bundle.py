@@ -30,7 +30,8 @@ from omniembed.runtime.bundle import MANIFEST_FILE, write_manifest
 
 def export_bundle(model, tokenizers, vocab, out: str | os.PathLike, *, max_tokens: int | None = None,
                   int8: bool = False, fp16: bool = False, verify: bool = True, opset: int = OPSET,
-                  source: dict[str, Any] | None = None, eval_settings: dict[str, Any] | None = None) -> Path:
+                  source: dict[str, Any] | None = None, eval_settings: dict[str, Any] | None = None,
+                  windows: dict[str, Any] | None = None) -> Path:
     """Write a bundle for `model` (OmniModel), `tokenizers` (omniembed.tokenization.store.Tokenizers) and
     `vocab` to `out`, replacing a previous bundle there. max_tokens: the longest id sequence embedded (the
     run's data.max_view_tokens; default and cap: the model's max_len)."""
@@ -62,6 +63,8 @@ def export_bundle(model, tokenizers, vocab, out: str | os.PathLike, *, max_token
         vocab.save(tmp / "vocab.json")
         manifest = _manifest(model, tokenizers, vocab, graphs, max_tokens, opset, source or {})
         manifest["eval"] = dict(eval_settings or {"hit": "auto", "label": None})  # the hit rule omniembed eval uses
+        if windows:  # long audio and video are embedded window by window (omniembed.tokenization.windows)
+            manifest["windows"] = windows
         write_manifest(tmp, manifest)
         if verify:
             report = check_parity(tmp, model, tokenizers, vocab, max_tokens)
@@ -132,4 +135,4 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, **kwargs) -> 
     source = {"run_dir": str(Path(run_dir).resolve()), "step": int(run.step)}
     # max_tokens: the model's max_len, where TorchEmbedder (the torch path) cuts its sequences too
     return export_bundle(run.model, run.tokenizers, run.vocab, out, source=source,
-                         eval_settings=run.config.get("eval"), **kwargs)
+                         eval_settings=run.config.get("eval"), windows=run.windows, **kwargs)

@@ -87,6 +87,15 @@ class MonoResampler:
                 self._resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=self.sample_rate)
         self._take(frame)
 
+    def pop_chunks(self, final: bool = False) -> list[np.ndarray]:
+        """The mono chunks produced since the last call, clipped as finish() clips (final: drain the
+        resampler first); for decoding as a stream."""
+        if final:
+            self._flush()
+        out = [np.clip(c.astype(np.float32, copy=False), -1.0, 1.0) for c in self._chunks]
+        self._chunks = []
+        return out
+
     def finish(self) -> np.ndarray:
         self._flush()
         if not self._chunks:

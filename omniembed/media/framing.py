@@ -20,19 +20,25 @@ def check_complete(data: bytes, name: str, fmt: str) -> None:
 
 def check_wav_complete(data: bytes, name: str) -> None:
     """Raise when the RIFF `data` chunk claims more bytes than the file holds."""
+    check_wav_header(data, len(data), name)
+
+
+def check_wav_header(data: bytes, size: int, name: str) -> None:
+    """check_wav_complete from the file's first bytes (through the data chunk's header) and its size, for a
+    WAV read from disk as it decodes."""
     pos = 12  # after "RIFF" <size> "WAVE"
     while pos + 8 <= len(data):
         chunk_id = data[pos:pos + 4]
-        size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        chunk = int.from_bytes(data[pos + 4:pos + 8], "little")
         if chunk_id == b"data":
             # 0 and 0xFFFFFFFF mean "unknown" (streamed writers, RF64); nothing to check then.
-            if size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data):
+            if chunk not in (0, 0xFFFFFFFF) and pos + 8 + chunk > size:
                 raise MediaError(
                     name,
-                    f"truncated WAV: the data chunk declares {size} bytes but only {len(data) - pos - 8} remain",
+                    f"truncated WAV: the data chunk declares {chunk} bytes but only {size - pos - 8} remain",
                 )
             return
-        pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+        pos += 8 + chunk + (chunk & 1)  # chunks are padded to even sizes
     raise MediaError(name, "truncated or damaged WAV: no data chunk")
 
 

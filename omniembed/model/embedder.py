@@ -26,6 +26,7 @@ from omniembed.media.limits import SAMPLE_RATE
 from omniembed.tokenization.document import TextSegment
 from omniembed.tokenization.inputs import check_modalities, to_segments
 from omniembed.tokenization.padding import pad_right
+from omniembed.tokenization.windows import Encoded, encode_inputs, pooled
 
 
 class TorchEmbedder:
@@ -35,7 +36,7 @@ class TorchEmbedder:
     an export verifies itself at its bundle's max_tokens)."""
 
     def __init__(self, model, document_tokenizer, *, max_tokens: int | None = None, batch_size: int = 32,
-                 modalities=("text", "image", "audio", "video")):
+                 modalities=("text", "image", "audio", "video"), windowing=None):
         self.model, self.doc, self.batch_size = model, document_tokenizer, batch_size
         self.vocab = document_tokenizer.vocab
         self.max_tokens = model.cfg.max_len if max_tokens is None else min(int(max_tokens), model.cfg.max_len)
@@ -45,11 +46,13 @@ class TorchEmbedder:
         self.pad = self.vocab.special("<pad>")
         self.eos = self.vocab.special("<eos>")
         self.modalities = tuple(modalities)
+        self.windowing = windowing  # omniembed.tokenization.windows.Windowing, or None: long media not windowed
 
     @classmethod
     def from_run(cls, run, **kwargs) -> "TorchEmbedder":
-        """The model and tokenizers of a training run (omniembed.train.rundir.load_run)."""
-        return cls(run.model, run.document_tokenizer(), modalities=run.tokenizers.modalities, **kwargs)
+        """The model, tokenizers and windows of a training run (omniembed.train.rundir.load_run)."""
+        return cls(run.model, run.document_tokenizer(), modalities=run.tokenizers.modalities,
+                   windowing=run.windowing(), **kwargs)
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -61,24 +64,38 @@ class TorchEmbedder:
         return segments
 
     def token_ids(self, x: Any, index: int = 0) -> list[int]:
-        """The id stream the model embeds: <bos> segments <eos> <embed>, cut to max_tokens."""
+        """The id stream the model embeds: <bos> segments <eos> <embed>, cut to max_tokens (not windowed)."""
         return self.doc.encode_for_embedding(self.segments(x, index), self.max_tokens)
+
+    def encode(self, inputs: Sequence[Any]) -> list[Encoded]:
+        """Each input's id sequences, as omniembed.runtime.Embedder.encode gives them."""
+        return encode_inputs(list(inputs), self.doc, max_tokens=self.max_tokens, windowing=self.windowing,
+                             sample_rate=self.sample_rate, video_fps=self.video_fps, modalities=self.modalities)
 
     # ---- the verbs --------------------------------------------------------------------------------------
     def embed(self, inputs: Any | Sequence[Any], dim: int | None = None) -> np.ndarray:
-        """(N, dim) float32 L2-normalised vectors; a single input (not a list of inputs) gives (1, dim).
+        """(N, dim) float32 L2-normalised vectors; a single input (not a list of inputs) gives (1, dim). Long
+        audio and video are embedded window by window and pooled, as the runtime does.
 
         A list is a list of inputs; wrap an interleaved document in a list inside it: [[text, image]]."""
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        return self.embed_ids([self.token_ids(x, i) for i, x in enumerate(items)], dim)
+        dim = self._dim(dim)
+        encoded = self.encode(items)
+        full = self.embed_ids([ids for e in encoded for ids in e.ids])
+        pooled_rows = pooled(encoded, full)[:, :dim]
+        return pooled_rows / np.maximum(np.linalg.norm(pooled_rows, axis=1, keepdims=True), 1e-12)
 
-    @torch.no_grad()
-    def embed_ids(self, rows: Sequence[Sequence[int]], dim: int | None = None) -> np.ndarray:
-        """Vectors for ready-made id sequences, batched by similar length so little padding is computed."""
+    def _dim(self, dim: int | None) -> int:
         full = max(self.dims)
         dim = full if dim is None else int(dim)
         if not 0 < dim <= full:
             raise ValueError(f"dim={dim}: must be in 1..{full} (trained Matryoshka dims {self.dims})")
+        return dim
+
+    @torch.no_grad()
+    def embed_ids(self, rows: Sequence[Sequence[int]], dim: int | None = None) -> np.ndarray:
+        """Vectors for ready-made id sequences, batched by similar length so little padding is computed."""
+        dim = self._dim(dim)
         out = np.zeros((len(rows), dim), dtype=np.float32)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # similar lengths share a batch
         device = next(self.model.parameters()).device

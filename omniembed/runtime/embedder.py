@@ -11,6 +11,7 @@ No torch anywhere on this path.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,18 +22,20 @@ import numpy as np
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.runtime.bundle import VARIANTS, bundle_file, read_manifest
 from omniembed.runtime.encoders import OnnxAudioTokenizer, OnnxImageTokenizer
-from omniembed.tokenization.inputs import check_modalities, to_segments
+from omniembed.tokenization.windows import Decoded, Encoded, Windowing, decode_inputs, encode_decoded, pooled
 from omniembed.runtime.session import make_session, resolve_providers
 from omniembed.tokenization.document import DocumentTokenizer, ImageCodes, ImageSegment
 from omniembed.tokenization.text import TextTokenizer
 from omniembed.tokenization.vocab import Vocabulary
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+log = logging.getLogger("omniembed.runtime")
 
 
 class Embedder:
     def __init__(self, root: Path, manifest: dict[str, Any], providers: list[str], threads: int | None,
-                 variant: str, inter_threads: int | None = None, spin: bool = True):
+                 variant: str, inter_threads: int | None = None, spin: bool = True,
+                 max_audio_seconds: float | None = None, max_video_seconds: float | None = None):
         self.root, self.manifest, self.providers, self.variant = root, manifest, providers, variant
         graphs, tok, model = manifest["graphs"], manifest["tokenizers"], manifest["model"]
         self.dims: tuple[int, ...] = tuple(int(d) for d in model["embed_dims"])
@@ -54,19 +57,25 @@ class Embedder:
         self.trunk = session(graphs["trunk"][variant])
         self.sample_rate, self.video_fps = int(tok["sample_rate"]), float(tok["video_fps"])
         self.modalities: tuple[str, ...] = tuple(manifest.get("modalities", ("text", "image", "audio", "video")))
+        # long audio and video: embedded window by window and pooled (a bundle without windows cuts their ids)
+        self.windowing = (Windowing.from_dict(manifest["windows"], max_audio_seconds=max_audio_seconds,
+                                              max_video_seconds=max_video_seconds)
+                          if manifest.get("windows") else None)
         self.document = DocumentTokenizer(self.vocab, text, self.image, self.audio, video_fps=self.video_fps)
 
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, providers: Sequence[str] | None = None, threads: int | None = None,
              *, variant: str | None = None, inter_threads: int | None = None, spin: bool = True,
-             verify: bool = True) -> "Embedder":
+             verify: bool = True, max_audio_seconds: float | None = None,
+             max_video_seconds: float | None = None) -> "Embedder":
         """Load BUNDLE_DIR (checksums verified unless verify=False).
 
         providers: ONNX Runtime execution providers in preference order (default: TensorRT, CUDA when this
         onnxruntime has them, then CPU). threads / inter_threads: intra-op and inter-op thread counts (default:
         onnxruntime's, one per core). variant: trunk graph "fp32", "int8" (CPU) or "fp16" (GPU); default fp16
         on a GPU provider when the bundle has it, else fp32. spin=False: idle threads sleep rather than
-        busy-wait (better on hosts shared with other busy processes).
+        busy-wait (better on hosts shared with other busy processes). max_audio_seconds / max_video_seconds:
+        the longest clip embedded (default: omniembed.media's limits); longer ones are refused by name.
         """
         root = Path(bundle_dir)
         manifest = read_manifest(root, verify=verify)
@@ -80,17 +89,32 @@ class Embedder:
         if variant not in trunks:
             raise ManifestError(f"{root}: the bundle has no {variant} trunk (it has {sorted(trunks)}); "
                                 f"export with --{variant}" if variant != "fp32" else f"{root}: no fp32 trunk")
-        return cls(root, manifest, providers, threads, variant, inter_threads, spin)
+        return cls(root, manifest, providers, threads, variant, inter_threads, spin, max_audio_seconds,
+                   max_video_seconds)
 
     # ---- ids ------------------------------------------------------------------------------------------
+    def encode(self, inputs: Iterable[Any]) -> list[Encoded]:
+        """Each input's id sequences: one, or one per window of long audio or video (with their times), each
+        `<bos> body <eos> <embed>` cut to max_tokens (`Encoded.cut` says how many ids were dropped)."""
+        return self.encode_decoded(self.decode(inputs))
+
+    def decode(self, inputs: Iterable[Any]) -> list[Decoded]:
+        """The decoding half of encode: media decoded into documents (windows of long media)."""
+        return decode_inputs(list(inputs), self.windowing, self.document, max_tokens=self.max_tokens,
+                             sample_rate=self.sample_rate, video_fps=self.video_fps, modalities=self.modalities)
+
+    def encode_decoded(self, decoded: list[Decoded]) -> list[Encoded]:
+        """The tokenizing half of encode, every image of the batch through the image encoder at once."""
+        return encode_decoded(decoded, self.document, max_tokens=self.max_tokens,
+                              prepare=self._encode_images_together)
+
     def tokenize(self, inputs: Iterable[Any]) -> list[list[int]]:
-        """The id sequence the trunk reads for each input: `<bos> body <eos> <embed>`, cut to max_tokens."""
-        docs = [to_segments(item, sample_rate=self.sample_rate, video_fps=self.video_fps, index=i)
-                for i, item in enumerate(inputs)]
-        for i, segments in enumerate(docs):
-            check_modalities(segments, self.modalities, f"input {i}")
-        docs = self._encode_images_together(docs)
-        return [self.document.encode_for_embedding(segs, self.max_tokens) for segs in docs]
+        """The one id sequence of each input (inputs cut into windows have several: use encode)."""
+        encoded = self.encode(inputs)
+        for i, e in enumerate(encoded):
+            if len(e.ids) != 1:
+                raise ValueError(f"input {i} is embedded as {len(e.ids)} windows: use encode() for its sequences")
+        return [e.ids[0] for e in encoded]
 
     def _encode_images_together(self, docs: list[list]) -> list[list]:
         """Every still image of the batch through the image encoder in one call; the DocumentTokenizer then
@@ -108,10 +132,33 @@ class Embedder:
     def embed(self, inputs: Any, dim: int | None = None, batch_size: int = 32) -> np.ndarray:
         """(N, dim) float32, unit rows, for N inputs (a list; a single non-list input counts as one).
         dim: any prefix length 1..full (the trained Matryoshka dims are in `.dims`); default full."""
-        if isinstance(inputs, (str, bytes, bytearray, memoryview, os.PathLike, dict, np.ndarray)) or not isinstance(
-                inputs, Iterable):
-            inputs = [inputs]
-        return self.embed_ids(self.tokenize(list(inputs)), dim=dim, batch_size=batch_size)
+        return self.embed_decoded(self.decode(_as_list(inputs)), dim, batch_size)
+
+    def embed_decoded(self, decoded: list[Decoded], dim: int | None = None, batch_size: int = 32) -> np.ndarray:
+        """embed() of inputs already decoded (decode()): the half a server runs in its batching thread."""
+        dim = self._check_dim(dim)
+        encoded = self.encode_decoded(decoded)
+        _report_cuts(encoded, self.max_tokens)
+        full = self.embed_ids([ids for e in encoded for ids in e.ids], batch_size=batch_size)
+        return prefix(pooled(encoded, full), dim)
+
+    def embed_windows(self, inputs: Any, dim: int | None = None, batch_size: int = 32,
+                      ) -> list[tuple[np.ndarray, list[tuple[float, float]] | None]]:
+        """Per input, (its windows' vectors (W, dim), their (start, end) seconds), or (its one vector (1, dim),
+        None) when it is not cut into windows."""
+        return self.embed_windows_decoded(self.decode(_as_list(inputs)), dim, batch_size)
+
+    def embed_windows_decoded(self, decoded: list[Decoded], dim: int | None = None, batch_size: int = 32,
+                              ) -> list[tuple[np.ndarray, list[tuple[float, float]] | None]]:
+        dim = self._check_dim(dim)
+        encoded = self.encode_decoded(decoded)
+        _report_cuts(encoded, self.max_tokens)
+        full = self.embed_ids([ids for e in encoded for ids in e.ids], dim=dim, batch_size=batch_size)
+        out, row = [], 0
+        for e in encoded:
+            out.append((full[row:row + len(e.ids)], e.spans))
+            row += len(e.ids)
+        return out
 
     def embed_ids(self, sequences: Sequence[Sequence[int]], dim: int | None = None,
                   batch_size: int = 32) -> np.ndarray:
@@ -142,6 +189,20 @@ class Embedder:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 0 < dim <= self.dim:
             raise ConfigError(f"dim={dim!r}: must be an int in 1..{self.dim} (trained prefixes: {self.dims})")
         return int(dim)
+
+
+def _as_list(inputs: Any) -> list:
+    if isinstance(inputs, (str, bytes, bytearray, memoryview, os.PathLike, dict, np.ndarray)) or not isinstance(
+            inputs, Iterable):
+        return [inputs]
+    return list(inputs)
+
+
+def _report_cuts(encoded: list[Encoded], max_tokens: int) -> None:
+    cut = [(i, e.cut) for i, e in enumerate(encoded) if e.cut]
+    if cut:
+        log.warning("%d inputs were cut to the trunk's %d ids (input %d lost %d ids at its end)", len(cut),
+                    max_tokens, *cut[0])
 
 
 def prefix(vectors: np.ndarray, dim: int) -> np.ndarray:

@@ -198,12 +198,7 @@ class DocumentTokenizer:
         """The id sequence the embedding head reads: `<bos> body <eos> <embed>`, the body cut at its end so the
         whole fits `max_tokens` (training's view sequences, omniembed.train.corpus.Corpus.view_ids, cut the same way).
         The torch path and the ONNX runtime both build embedding inputs here, so their ids cannot drift apart."""
-        ids = self.encode(segments, bos=True, eos=True, embed=True)
-        if max_tokens is None or len(ids) <= max_tokens:
-            return ids
-        if max_tokens < 4:
-            raise DocumentError(f"max_tokens={max_tokens} leaves no room for a body between <bos> and <eos> <embed>")
-        return ids[:max_tokens - 2] + ids[-2:]
+        return cut_for_embedding(self.encode(segments, bos=True, eos=True, embed=True), max_tokens)
 
     def encode_batch(self, documents: Sequence[Iterable[Segment | DecodedSegment]], **kwargs) -> list[list[int]]:
         return [self.encode(doc, **kwargs) for doc in documents]
@@ -405,6 +400,15 @@ class _Parser:
 
 
 # ---- pure helpers ---------------------------------------------------------------------------------------
+def cut_for_embedding(ids: list[int], max_tokens: int | None) -> list[int]:
+    """`<bos> body <eos> <embed>` with the body cut at its end so the whole fits max_tokens."""
+    if max_tokens is None or len(ids) <= max_tokens:
+        return ids
+    if max_tokens < 4:
+        raise DocumentError(f"max_tokens={max_tokens} leaves no room for a body between <bos> and <eos> <embed>")
+    return ids[:max_tokens - 2] + ids[-2:]
+
+
 def sample_frame_indices(times: np.ndarray, fps: float | None, tol: float = 1e-3) -> np.ndarray:
     """Indices of the first frame at or after each tick of a 1/fps grid (like ffmpeg's fps filter, dropping only).
 

@@ -67,6 +67,7 @@ class TokenizerData:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("items", "documents", "texts", "images", "video_frames", "sounds", "video_tracks"), 0))
     skipped: list[str] = field(default_factory=list)
+    seconds: dict[str, list[float]] = field(default_factory=lambda: {"audio": [], "video": []})  # clip lengths
 
 
 def collect_data(records: list, cfg: TokenizerConfig) -> TokenizerData:
@@ -141,8 +142,12 @@ def _add_decoded(data: TokenizerData, modality: str, got, cfg: TokenizerConfig) 
     elif modality == "audio" and not clips_full:
         data.waves.append(got)
         data.counts["sounds"] += 1
+    if modality == "audio":
+        data.seconds["audio"].append(len(got) / cfg.sample_rate)
     elif modality == "video":
         frames, audio = got
+        data.seconds["video"].append(len(audio) / cfg.sample_rate if audio is not None and audio.size
+                                     else len(frames) / cfg.video_fps)
         if not images_full:
             data.images.extend(frames)
             data.counts["video_frames"] += len(frames)
@@ -465,6 +470,8 @@ def _train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfi
     report = {
         "manifest": str(manifest),
         "data": {**data.counts, "skipped": data.skipped},
+        # the median clip length per modality: the default embedding window (omniembed.tokenization.windows)
+        "clip_seconds": {m: float(np.median(v)) for m, v in data.seconds.items() if v},
         "text": {"vocab_size": text.vocab_size, "texts": len(data.texts), "trained": bool(data.texts)},
         "image": image_report,
         "audio": audio_report,

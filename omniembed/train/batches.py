@@ -157,8 +157,9 @@ class TrainStream:
         captions = rng.integers(0, 1 << 30, size=self.loop.pair_batch)[self.rank::self.world]
         items = [self.corpus.items[self.members[name][k]] for k in picks]
         pad, mx = self.corpus.specials["pad"], self.data.max_view_tokens
-        batches = [pad_batch([self.corpus.view_ids(it, v, int(c), mx) for it, c in zip(items, captions)], pad)
-                   for v in views]
+        # the caption draw also picks the window of long media (a step reads one window of each)
+        batches = [pad_batch([self.corpus.view_ids(it, v, int(c), mx, window=int(c)) for it, c in zip(items, captions)],
+                             pad) for v in views]
         labels = torch.tensor([self.group_index[it.group] for it in items], dtype=torch.long)
         return batches, labels
 

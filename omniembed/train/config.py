@@ -48,6 +48,10 @@ class DataConfig:
     caption_sequences: bool = True  # add "<image> codes </image> caption" LM sequences (and audio, video)
     caption_loss: str = "text"  # on caption sequences the next-token loss counts: "text" (the caption) | "all"
     workers: int | None = None  # processes that decode and tokenize media for the corpus; None: the CPUs, up to 8
+    # audio and video longer than 1.5 windows are embedded window by window and pooled (training draws a window
+    # per step); None: the median training clip length, capped to fit max_view_tokens (tokenization.windows)
+    window_seconds: float | None = None
+    window_stride: float | None = None  # None: half the window
 
 
 @dataclass
@@ -217,6 +221,9 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"data.caption_loss={cfg.data.caption_loss!r}: must be 'text' or 'all'")
     if cfg.data.workers is not None and cfg.data.workers < 1:
         raise ConfigError(f"data.workers={cfg.data.workers}: must be >= 1 (or null: one per CPU, up to 8)")
+    w, st = cfg.data.window_seconds, cfg.data.window_stride
+    if (w is not None and w <= 0) or (st is not None and (st <= 0 or (w is not None and st > w))):
+        raise ConfigError(f"data.window_seconds={w}, data.window_stride={st}: need 0 < stride <= window")
     if cfg.data.max_view_tokens < 4 or cfg.data.lm_max_len < 4:
         raise ConfigError("data.max_view_tokens and data.lm_max_len must be >= 4")
 

@@ -6,6 +6,9 @@ Blocks carry no <bos>/<eos>/<embed>: `view_ids` and `caption_sequence` add them 
 
 Every distinct media file is decoded and tokenized once (documents reuse their items' files), and the
 result is cached as RUN_DIR/corpus.npz (one flat int32 array) + corpus.json (where each block lies).
+An item's audio or video longer than its window (omniembed.tokenization.windows) is tokenized window by
+window: `windows[view]` holds every window's block and `spans[view]` their times; `blocks[view]` is the
+first window. A training step reads one of the windows; evaluation pools them all, as the embedders do.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from omniembed.data.manifest import Document, Item, media_of
 from omniembed.errors import ManifestError, MediaError
 from omniembed.tokenization.document import DocumentTokenizer, TextSegment
 from omniembed.tokenization.inputs import media_segment
+from omniembed.tokenization.windows import Windowing, input_documents
 from omniembed.data.workers import fork_pool, worth_forking
 
 log = logging.getLogger("omniembed.train")
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 
 
 @dataclass
@@ -36,6 +40,8 @@ class CorpusItem:
     attributes: dict[str, str]
     blocks: dict[str, np.ndarray] = field(default_factory=dict)  # view -> ids (no bos/eos/embed)
     texts: list[np.ndarray] = field(default_factory=list)  # one ids array per caption
+    windows: dict[str, list[np.ndarray]] = field(default_factory=dict)  # view -> every window's block (long media)
+    spans: dict[str, list[list[float]]] = field(default_factory=dict)  # view -> each window's [start, end] seconds
 
     def views(self) -> tuple[str, ...]:
         return (("text",) if self.texts else ()) + tuple(self.blocks)
@@ -50,9 +56,16 @@ class Corpus:
     def split(self, name: str) -> list[int]:
         return [i for i, it in enumerate(self.items) if it.split == name]
 
-    def view_ids(self, item: CorpusItem, view: str, caption: int = 0, max_tokens: int = 256) -> np.ndarray:
-        """<bos> block <eos> <embed>, the block cut so the whole fits max_tokens."""
-        body = item.texts[caption % len(item.texts)] if view == "text" else item.blocks[view]
+    def view_ids(self, item: CorpusItem, view: str, caption: int = 0, max_tokens: int = 256,
+                 window: int = 0) -> np.ndarray:
+        """<bos> block <eos> <embed>, the block cut so the whole fits max_tokens; a windowed view's block is
+        window `window` (modulo their count)."""
+        if view == "text":
+            body = item.texts[caption % len(item.texts)]
+        elif view in item.windows:
+            body = item.windows[view][window % len(item.windows[view])]
+        else:
+            body = item.blocks[view]
         body = body[:max_tokens - 3]
         s = self.specials
         return np.concatenate([[s["bos"]], body, [s["eos"], s["embed"]]]).astype(np.int64)
@@ -85,7 +98,9 @@ class Corpus:
         for it in self.items:
             meta["items"].append({"id": it.id, "split": it.split, "group": it.group, "attributes": it.attributes,
                                   "blocks": {k: put(v) for k, v in it.blocks.items()},
-                                  "texts": [put(t) for t in it.texts]})
+                                  "texts": [put(t) for t in it.texts],
+                                  "windows": {k: [put(b) for b in v] for k, v in it.windows.items()},
+                                  "spans": it.spans})
         meta["documents"] = [put(d) for d in self.documents]
         flat = np.concatenate(arrays) if arrays else np.zeros(0, np.int32)
         tmp = directory / "corpus.tmp.npz"
@@ -106,7 +121,8 @@ class Corpus:
             return flat[span[0]:span[1]]
 
         items = [CorpusItem(m["id"], m["split"], m["group"], m["attributes"],
-                            {k: get(v) for k, v in m["blocks"].items()}, [get(t) for t in m["texts"]])
+                            {k: get(v) for k, v in m["blocks"].items()}, [get(t) for t in m["texts"]],
+                            {k: [get(b) for b in v] for k, v in m["windows"].items()}, m["spans"])
                  for m in meta["items"]]
         return cls(items, [get(d) for d in meta["documents"]], meta["specials"])
 
@@ -123,7 +139,7 @@ def group_key(item: Item) -> str:
 _WORKER: "_Tokenize | None" = None  # the parent's tokenizer, inherited by forked prefetch workers
 
 
-def _encode_in_worker(media) -> tuple[str, np.ndarray | MediaError]:
+def _encode_in_worker(media) -> tuple[str, tuple | MediaError]:
     try:
         return media.source, _WORKER.encode_media(media)
     except MediaError as err:  # sent back, raised where the block is used, as on the inline path
@@ -133,21 +149,39 @@ def _encode_in_worker(media) -> tuple[str, np.ndarray | MediaError]:
 class _Tokenize:
     """Media blocks cached by source, so a file shared by an item and a document is decoded once."""
 
-    def __init__(self, doc_tok: DocumentTokenizer, sample_rate: int, video_fps: float):
-        self.doc, self.rate, self.fps = doc_tok, sample_rate, video_fps
-        self.cache: dict[str, np.ndarray] = {}
+    def __init__(self, doc_tok: DocumentTokenizer, sample_rate: int, video_fps: float,
+                 windowing: Windowing | None = None):
+        self.doc, self.rate, self.fps, self.windowing = doc_tok, sample_rate, video_fps, windowing
+        self.cache: dict[str, tuple | MediaError] = {}
 
-    def encode_media(self, media) -> np.ndarray:
+    def encode_media(self, media, whole: bool = False) -> tuple[list[np.ndarray], list | None]:
+        """(the blocks of one media file, their windows' [start, end] or None when it is one block)."""
+        if not whole and self.windowing is not None and self.windowing.spec(media.modality) is not None:
+            src = media.source if media.data is None and not media.is_url else media.read_bytes()
+            docs, spans = input_documents({media.modality: src}, self.windowing, sample_rate=self.rate,
+                                          video_fps=self.fps)
+            blocks = [np.asarray(self.doc.encode(d, bos=False, eos=False), dtype=np.int64) for d in docs]
+            return blocks, [list(s) for s in spans] if spans else None
         seg = media_segment(media, self.rate, self.fps)
-        return np.asarray(self.doc.encode([seg], bos=False, eos=False), dtype=np.int64)
+        return [np.asarray(self.doc.encode([seg], bos=False, eos=False), dtype=np.int64)], None
 
-    def media(self, media) -> np.ndarray:
+    def media(self, media) -> tuple[list[np.ndarray], list | None]:
         if media.source not in self.cache:
             self.cache[media.source] = self.encode_media(media)
         got = self.cache[media.source]
         if isinstance(got, MediaError):  # decoded in a worker (prefetch): raised where it is used, as inline
             raise got
         return got
+
+    def whole_media(self, media) -> np.ndarray:
+        """One block for the file, however long (documents are cut to lm_max_len, not windowed)."""
+        blocks, spans = self.media(media)
+        if spans is None:
+            return blocks[0]
+        key = "whole:" + media.source
+        if key not in self.cache:
+            self.cache[key] = self.encode_media(media, whole=True)
+        return self.cache[key][0][0]
 
     def prefetch(self, records: list, workers: int) -> None:
         """Decode and encode every distinct media file of `records` in `workers` processes, into the cache.
@@ -185,17 +219,17 @@ class _Tokenize:
             if pending:  # adjacent text is joined before BPE, as DocumentTokenizer.encode does
                 parts.append(self.text("".join(pending)))
                 pending = []
-            parts.append(self.media(s.media))
+            parts.append(self.whole_media(s.media))
         if pending:
             parts.append(self.text("".join(pending)))
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def build_corpus(train: list, heldout: list, doc_tok: DocumentTokenizer, sample_rate: int,
-                 video_fps: float, workers: int = 1) -> Corpus:
+                 video_fps: float, workers: int = 1, windowing: Windowing | None = None) -> Corpus:
     """Tokenize the records of both splits. Items missing a decodable view keep their other views (logged).
     `workers` > 1 decodes and encodes the media files in that many processes first (same corpus)."""
-    tok = _Tokenize(doc_tok, sample_rate, video_fps)
+    tok = _Tokenize(doc_tok, sample_rate, video_fps, windowing)
     tok.prefetch(list(train) + list(heldout), workers)
     items: list[CorpusItem] = []
     by_id: dict[str, CorpusItem] = {}
@@ -210,7 +244,10 @@ def build_corpus(train: list, heldout: list, doc_tok: DocumentTokenizer, sample_
             it.texts = [tok.text(t) for t in record.texts]
             for view, media in record.media.items():
                 try:
-                    it.blocks[view] = tok.media(media)
+                    blocks, spans = tok.media(media)
+                    it.blocks[view] = blocks[0]
+                    if spans is not None:
+                        it.windows[view], it.spans[view] = blocks, spans
                 except MediaError as err:
                     skipped += 1
                     log.warning("item %s: skipping its %s view: %s", record.id, view, err)

@@ -17,6 +17,7 @@ import torch
 from omniembed.eval.hits import describe, hit_key, resolve_rule
 from omniembed.eval.matrix import matrix_from_embeddings
 from omniembed.model import OmniModel
+from omniembed.tokenization.windows import pool
 from omniembed.train.batches import pad_batch
 from omniembed.train.corpus import Corpus
 from omniembed.train.rundir import EVAL_FILE
@@ -61,8 +62,19 @@ def recall_matrix(model: OmniModel, corpus: Corpus, item_indices: list[int], dim
                 mkeys.append(key)
         if not members:
             continue
-        seqs = [corpus.view_ids(corpus.items[i], m, 0, max_tokens) for i in members]
-        full[m] = embed_sequences(model, seqs).numpy()
+        # a long clip is all its windows, pooled as the embedders pool them (omniembed.tokenization.windows)
+        owners, seqs = [], []
+        for row, i in enumerate(members):
+            item = corpus.items[i]
+            for w in range(len(item.windows.get(m, ())) or 1):
+                owners.append(row)
+                seqs.append(corpus.view_ids(item, m, 0, max_tokens, window=w))
+        vectors = embed_sequences(model, seqs).numpy()
+        if len(seqs) == len(members):
+            full[m] = vectors
+        else:
+            owners = np.asarray(owners)
+            full[m] = np.stack([pool(vectors[owners == row]) for row in range(len(members))])
         keys[m] = mkeys
     model.train(was_training)
     result = matrix_from_embeddings(full, keys, dims)

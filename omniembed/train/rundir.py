@@ -14,6 +14,7 @@ checkpoint.pt, steps.jsonl, eval.jsonl, train.log, tb/, and the tokenized corpus
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import yaml
 from omniembed.errors import ConfigError
 
 CONFIG_FILE, CHECKPOINT_FILE, TOKENIZER_DIR, VOCAB_FILE = "train.yaml", "checkpoint.pt", "tokenizers", "vocab.json"
-EVAL_FILE, LOG_FILE = "eval.jsonl", "train.log"
+EVAL_FILE, LOG_FILE, WINDOWS_FILE = "eval.jsonl", "train.log", "windows.json"
 STEPS_FILE = "steps.jsonl"  # one line per applied step: step, loss, the loss terms, lr, pair, seconds into the loop
 
 
@@ -35,6 +36,12 @@ class Run:
     config: dict
     root: Path
     step: int = 0
+    windows: dict | None = None  # RUN_DIR/windows.json: the embedding windows of long media
+
+    def windowing(self):
+        from omniembed.tokenization.windows import Windowing
+
+        return Windowing.from_dict(self.windows) if self.windows else None
 
     def document_tokenizer(self):
         from omniembed.tokenization.document import DocumentTokenizer
@@ -72,7 +79,9 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     payload = read_checkpoint(root / CHECKPOINT_FILE)
     model.load_state_dict(payload["model"])
     model = model.float().to(torch.device(device)).eval()
-    return Run(model=model, tokenizers=tokenizers, vocab=vocab, config=config, root=root, step=payload["step"])
+    windows = json.loads((root / WINDOWS_FILE).read_text()) if (root / WINDOWS_FILE).is_file() else None
+    return Run(model=model, tokenizers=tokenizers, vocab=vocab, config=config, root=root, step=payload["step"],
+               windows=windows)
 
 
 def heldout_records(config: dict, run_dir: str | Path) -> tuple[list, str]:

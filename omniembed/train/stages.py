@@ -2,7 +2,8 @@
 
   0. data: `data.manifest`, or a synthetic world generated into RUN_DIR/world when none is given;
   1. tokenizers: reuse `tokenizers=DIR` (copied to RUN_DIR/tokenizers) or train them there;
-  2. corpus: every view and document tokenized once into RUN_DIR/corpus.{npz,json} (omniembed.train.corpus).
+  2. corpus: every view and document tokenized once into RUN_DIR/corpus.{npz,json} (omniembed.train.corpus),
+     long audio and video window by window (the windows in RUN_DIR/windows.json).
 
 Under torchrun rank 0 does the work and the other ranks wait at a barrier, then read what it wrote.
 """
@@ -10,6 +11,7 @@ Under torchrun rank 0 does the work and the other ranks wait at a barrier, then 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import time
@@ -20,7 +22,8 @@ from omniembed.errors import ConfigError, ManifestError
 from omniembed.train import distributed as D
 from omniembed.train.config import RunConfig
 from omniembed.train.corpus import Corpus, build_corpus
-from omniembed.train.rundir import TOKENIZER_DIR
+from omniembed.tokenization.windows import Windowing, resolve_windowing
+from omniembed.train.rundir import TOKENIZER_DIR, WINDOWS_FILE
 
 log = logging.getLogger("omniembed.train")
 
@@ -71,18 +74,31 @@ def prepare_tokenizers(cfg: RunConfig, run_dir: Path, manifest: Path) -> Path:
     return out
 
 
-def fingerprint(manifest: Path, heldout: Path | None, tok_dir: Path, cfg: RunConfig) -> str:
+def fingerprint(manifest: Path, heldout: Path | None, tok_dir: Path, cfg: RunConfig,
+                windowing: Windowing | None = None) -> str:
     """What the cached corpus depends on: the manifests' bytes, the tokenizers' files, the view limits."""
     h = hashlib.sha256()
     for p in [manifest, heldout, *sorted(tok_dir.glob("*.pt")), tok_dir / "tokenizer.json"]:
         if p is not None and p.is_file():
             h.update(p.read_bytes())
     h.update(repr((cfg.data.max_view_tokens,)).encode())
+    if windowing is not None:
+        h.update(json.dumps(windowing.to_dict(), sort_keys=True).encode())
     return h.hexdigest()
 
 
+def prepare_windowing(cfg: RunConfig, run_dir: Path, toks) -> Windowing:
+    """The run's embedding windows (RUN_DIR/windows.json): as configured, else from the tokenizers' clip lengths."""
+    windowing = resolve_windowing(cfg.data.window_seconds, cfg.data.window_stride, cfg.data.max_view_tokens,
+                                  toks.config, toks.report.get("clip_seconds"))
+    if D.rank() == 0:
+        (run_dir / WINDOWS_FILE).write_text(json.dumps(windowing.to_dict(), indent=1) + "\n")
+    return windowing
+
+
 def prepare_corpus(manifest: Path, heldout: Path | None, tok_dir: Path, doc_tok, video_fps: float,
-                   sample_rate: int, cache_dir: Path, key: str, workers: int | None = None) -> Corpus:
+                   sample_rate: int, cache_dir: Path, key: str, workers: int | None = None,
+                   windowing: Windowing | None = None) -> Corpus:
     """The tokenized corpus from cache_dir, built first (rank 0, `workers` processes; None: one per CPU, up
     to 8) unless it holds one made from the same manifests, tokenizers and view limits (`key`)."""
     stamp = cache_dir / "corpus.key"
@@ -95,7 +111,7 @@ def prepare_corpus(manifest: Path, heldout: Path | None, tok_dir: Path, doc_tok,
             held = load_manifest(heldout) if heldout is not None else []
             held += [r for r in train if r.split == "heldout"]
             train = [r for r in train if r.split != "heldout"]
-            corpus = build_corpus(train, held, doc_tok, sample_rate, video_fps, resolve_workers(workers))
+            corpus = build_corpus(train, held, doc_tok, sample_rate, video_fps, resolve_workers(workers), windowing)
             cache_dir.mkdir(parents=True, exist_ok=True)
             corpus.save(cache_dir)
             stamp.write_text(key)
@@ -122,7 +138,26 @@ def prepare_data(cfg: RunConfig, run_dir: Path):
 
     toks = load_tokenizers(tok_dir)
     doc_tok = DocumentTokenizer.from_tokenizers(toks.text, toks.image, toks.audio, video_fps=toks.config.video_fps)
-    key = fingerprint(manifest, heldout, tok_dir, cfg)
+    windowing = prepare_windowing(cfg, run_dir, toks)
+    key = fingerprint(manifest, heldout, tok_dir, cfg, windowing)
     corpus = prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
-                            Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key, cfg.data.workers)
+                            Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key, cfg.data.workers,
+                            windowing)
+    report_cuts(corpus, cfg.data.max_view_tokens)
     return doc_tok, key, corpus
+
+
+def report_cuts(corpus: Corpus, max_tokens: int) -> dict[str, int]:
+    """Views whose ids do not fit max_tokens are cut at their end when batched: say how many, per view."""
+    room = max_tokens - 3  # <bos> ... <eos> <embed>
+    cut: dict[str, int] = {}
+    for item in corpus.items:
+        for view in item.views():
+            bodies = item.texts if view == "text" else item.windows.get(view) or [item.blocks[view]]
+            if any(len(b) > room for b in bodies):
+                cut[view] = cut.get(view, 0) + 1
+    if cut:
+        log.warning("views longer than data.max_view_tokens=%d ids are cut at their end: %s (raise "
+                    "data.max_view_tokens, or shorten them)", max_tokens,
+                    ", ".join(f"{n} {view}" for view, n in sorted(cut.items())))
+    return cut

@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", help="exported model bundle (omniembed.export); omit to serve vector calls only")
     p.add_argument("--index", required=True, help="index directory (created when absent or empty)")
     p.add_argument("--port", type=int, default=50051, help="gRPC port (0 picks a free one, printed on start)")
-    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
     p.add_argument("--dim", type=int, help="dim of a new index (default: the model's full dim)")
     p.add_argument("--index-kind", default="flat", choices=["flat", "hnsw", "ivfpq"], help="kind of a new index")
     p.add_argument("--token", default=os.environ.get("OMNIEMBED_TOKEN"),
@@ -79,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         # stop() blocks while calls drain; the signal handler must return, so stop from a thread.
         threading.Thread(target=server.stop, name="omniembed-shutdown").start()
 
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not (args.token or args.tls_cert):
+        logging.getLogger(__name__).warning(
+            "listening on %s without --token or TLS: anyone who can reach this port can read and change the index",
+            args.host)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # Scripts and tests read this line to find the port (and the metrics port) when they pass 0.

@@ -31,7 +31,7 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
     def __init__(self, token: str):
         if not token:
             raise ValueError("an empty token would accept every caller; leave auth off instead")
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -41,8 +41,10 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
         if not values:
             return _aborting_handler(handler, "missing 'authorization: Bearer <token>' metadata")
         given = values[0].encode() if isinstance(values[0], str) else values[0]
-        if not given.startswith(b"Bearer "):
+        scheme, _, credentials = given.partition(b" ")
+        # the scheme name is case-insensitive (RFC 7235): "bearer", "Bearer" and "BEARER" are one scheme
+        if scheme.lower() != b"bearer" or not credentials:
             return _aborting_handler(handler, "authorization metadata must be 'Bearer <token>'")
-        if not hmac.compare_digest(given, self._expected):  # constant time: no token guessing by timing
+        if not hmac.compare_digest(credentials.strip(), self._expected):  # constant time: no guessing by timing
             return _aborting_handler(handler, "wrong bearer token")
         return handler

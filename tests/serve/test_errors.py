@@ -59,6 +59,15 @@ def test_wrong_token_is_unauthenticated_on_unary_and_streaming_calls(server, cli
     assert client.stats()["count"] == 0  # the refused stream stored nothing
 
 
+def test_the_bearer_scheme_name_is_matched_case_insensitively(server, client):
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        reply = client._stub.Stats(pb2.StatsRequest(), timeout=10, metadata=[("authorization", f"{scheme} {TOKEN}")])
+        assert reply.index_dim == DIM
+    with pytest.raises(grpc.RpcError) as info:
+        client._stub.Stats(pb2.StatsRequest(), timeout=10, metadata=[("authorization", f"Basic {TOKEN}")])
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 def test_health_and_reflection_need_no_token(server, client):
     with Client(server.target) as anonymous:
         assert anonymous.health() == "SERVING"
@@ -184,3 +193,9 @@ def test_client_retries_unavailable_until_the_server_comes_up(tmp_path):
 def test_client_does_not_retry_invalid_argument(client):
     _status(client.search, np.ones(3))
     assert client.retried == 0
+
+
+def test_the_server_listens_on_this_machine_only_unless_told_otherwise():
+    from omniembed.serve.__main__ import build_parser
+
+    assert build_parser().parse_args(["--index", "ix"]).host == "127.0.0.1"

@@ -18,6 +18,7 @@ Only a WAV file given as a path is read from disk as it decodes; other inputs ar
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Iterator
@@ -96,7 +97,8 @@ def _open(src: Source, max_bytes: int) -> tuple[object, str, str, bytes | None]:
                 # the data chunk's header lies past the first bytes: check the whole file as in memory
     data, name = read_source(src, max_bytes)
     fmt = sniff_format(data)
-    check_complete(data, name, fmt) if fmt else None
+    if fmt:
+        check_complete(data, name, fmt)
     return io.BytesIO(data), name, fmt, data
 
 
@@ -104,18 +106,8 @@ def _container(target, name: str, fmt: str):
     if isinstance(target, io.BytesIO):
         return open_container(target.getvalue(), name, fmt)
     with ffmpeg_errors(name, f"opening as {fmt}"):
-        return _closing(av.open(target, mode="r", format=DEMUXERS[fmt], options={"probesize": str(_HEAD_BYTES)}))
-
-
-class _closing:
-    def __init__(self, container):
-        self.container = container
-
-    def __enter__(self):
-        return self.container
-
-    def __exit__(self, *exc):
-        self.container.close()
+        return contextlib.closing(av.open(target, mode="r", format=DEMUXERS[fmt],
+                                          options={"probesize": str(_HEAD_BYTES)}))
 
 
 def _audio_events(src: Source, sample_rate: int, max_seconds: float, max_bytes: int):

@@ -177,33 +177,42 @@ def decode_inputs(inputs: list, windowing: Windowing | None, document_tokenizer,
     """Every input's documents, media decoded (long audio and video window by window, each window tokenized
     as soon as it is decoded, so memory holds one window of samples whatever the clip's length); a modality
     the model never learned is refused by name."""
-    from omniembed.tokenization.document import cut_for_embedding
-    from omniembed.tokenization.inputs import check_modalities
-
     out = []
     for i, x in enumerate(inputs):
         docs, spans = input_documents(x, windowing, sample_rate=sample_rate, video_fps=video_fps, index=i)
+        docs = _checked(docs, modalities, f"input {i}")
         if spans is None:
-            docs = list(docs)
-            for d in docs:
-                check_modalities(d, modalities, f"input {i}")
-            out.append(Decoded(docs))
+            out.append(Decoded(list(docs)))
             continue
-        ids, cut = [], 0
-        for d in docs:
-            check_modalities(d, modalities, f"input {i}")
-            full = document_tokenizer.encode(d, bos=True, eos=True, embed=True)
-            ids.append(cut_for_embedding(full, max_tokens))
-            cut = max(cut, len(full) - len(ids[-1]))
+        ids, cut = _encode_documents(docs, document_tokenizer, max_tokens)
         out.append(Decoded([], spans or None, ids, cut))
     return out
+
+
+def _checked(docs, modalities, where: str):
+    from omniembed.tokenization.inputs import check_modalities
+
+    for d in docs:
+        check_modalities(d, modalities, where)
+        yield d
+
+
+def _encode_documents(docs, document_tokenizer, max_tokens: int) -> tuple[list[list[int]], int]:
+    """(each document's `<bos> body <eos> <embed>` cut to max_tokens, the most ids any of them lost)."""
+    from omniembed.tokenization.document import cut_for_embedding
+
+    ids, cut = [], 0
+    for d in docs:
+        full = document_tokenizer.encode(d, bos=True, eos=True, embed=True)
+        ids.append(cut_for_embedding(full, max_tokens))
+        cut = max(cut, len(full) - len(ids[-1]))
+    return ids, cut
 
 
 def encode_decoded(decoded: list[Decoded], document_tokenizer, *, max_tokens: int, prepare=None) -> list[Encoded]:
     """Each decoded input's id sequences (`<bos> body <eos> <embed>`, cut to max_tokens; the cut recorded on
     both the Encoded and the Decoded). `prepare(docs) -> docs` may rewrite the documents first (the runtime
     encodes every image of the batch in one call)."""
-    from omniembed.tokenization.document import cut_for_embedding
 
     docs = [d for item in decoded for d in item.docs]
     if prepare is not None and docs:
@@ -213,11 +222,7 @@ def encode_decoded(decoded: list[Decoded], document_tokenizer, *, max_tokens: in
         if item.ids is not None:
             out.append(Encoded(item.ids, item.spans, item.cut))
             continue
-        ids, cut = [], 0
-        for d in docs[at:at + len(item.docs)]:
-            full = document_tokenizer.encode(d, bos=True, eos=True, embed=True)
-            ids.append(cut_for_embedding(full, max_tokens))
-            cut = max(cut, len(full) - len(ids[-1]))
+        ids, cut = _encode_documents(docs[at:at + len(item.docs)], document_tokenizer, max_tokens)
         at += len(item.docs)
         item.cut = cut
         out.append(Encoded(ids, item.spans, cut))

@@ -54,6 +54,11 @@ class FrameSampler:
         self._next_index = 0  # index k of the next instant k / fps still waiting for a frame
 
     @property
+    def next_instant(self) -> float:
+        """The time of the next instant still waiting for a frame (seconds)."""
+        return self._next_index / self.fps
+
+    @property
     def full(self) -> bool:
         return self.max_frames is not None and self.kept >= self.max_frames
 
@@ -123,29 +128,75 @@ def decode_video(
 def _demux(name, container, vstream, astream, sampler, mono, limits):
     """One pass over the packets: sampled frames into a _FrameStack, audio into `mono`."""
     max_seconds, max_decoded_bytes = limits
-    start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
-    step = 1.0 / _frame_rate(vstream)
     stack = _FrameStack(name, max_decoded_bytes)
-    t = -step
-    streams = [vstream] if astream is None else [vstream, astream]
-    with ffmpeg_errors(name, "decoding video"):
-        for packet in container.demux(*streams):
-            if packet.stream.index != vstream.index:
-                for aframe in packet.decode():
-                    mono.add(aframe)
-                continue
-            if sampler.full:
-                if astream is None:
-                    break
-                continue  # keep reading the audio to the end
-            for frame in packet.decode():
-                # Frames without a timestamp follow the previous one by one nominal frame period.
-                t = frame.time - start if frame.time is not None else t + step
-                if max_seconds is not None and t > max_seconds + _TIME_EPS:
-                    raise MediaError(name, f"video runs past the limit of {max_seconds:g} s")
-                if sampler.offer(t):
-                    stack.add(frame, t)
-    return stack.frames, stack.times, t
+    demuxer = Demuxer(name, container, vstream, astream, sampler, mono, max_seconds)
+    for kept in demuxer:
+        if kept is not None:
+            stack.add(kept[1], kept[0])
+    return stack.frames, stack.times, demuxer.last_t
+
+
+class Demuxer:
+    """Iterating gives (t, frame) for each frame the sampler keeps, and None after audio packets (their sound
+    is in `mono`); `last_t` is the last decoded frame's time. Times count from the video track's start.
+
+    Only frames that can be kept are made: while the next packet's presentation time is before the sampler's
+    next instant, the decoder skips frames no other frame refers to (a B-frame is never shown nor needed
+    then), so sparse sampling decodes little more than the reference frames. Which frames are kept, and their
+    pixels, are the same as decoding every frame.
+    """
+
+    def __init__(self, name, container, vstream, astream, sampler: "FrameSampler", mono, max_seconds):
+        self.name, self.container, self.vstream, self.astream = name, container, vstream, astream
+        self.sampler, self.mono, self.max_seconds = sampler, mono, max_seconds
+        self.start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
+        self.step = 1.0 / _frame_rate(vstream)
+        self.t = -self.step  # the last decoded frame's time
+        self._shown_until = -self.step  # the latest presentation time of a packet, decoded or skipped
+        self._time_base = float(vstream.time_base) if vstream.time_base else None
+
+    @property
+    def last_t(self) -> float:
+        """The time of the last frame of the track, decoded or skipped."""
+        return max(self.t, self._shown_until)
+
+    def __iter__(self):
+        vstream, astream, sampler, mono = self.vstream, self.astream, self.sampler, self.mono
+        ctx = vstream.codec_context
+        skipping = False
+        streams = [vstream] if astream is None else [vstream, astream]
+        with ffmpeg_errors(self.name, "decoding video"):
+            for packet in self.container.demux(*streams):
+                if packet.stream.index != vstream.index:
+                    for aframe in packet.decode():
+                        mono.add(aframe)
+                    yield None
+                    continue
+                if sampler.full:
+                    if astream is None:
+                        break
+                    continue  # keep reading the audio to the end
+                shown = None if packet.pts is None or self._time_base is None else \
+                    packet.pts * self._time_base - self.start
+                if shown is not None:
+                    self._check_time(shown)
+                    self._shown_until = max(self._shown_until, shown)
+                # A frame shown before the instant the sampler waits for cannot be kept: skip it unless other
+                # frames refer to it. Packets without a timestamp are always decoded.
+                skip = shown is not None and shown + _TIME_EPS < sampler.next_instant
+                if skip != skipping:
+                    ctx.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
+                for frame in packet.decode():
+                    # Frames without a timestamp follow the previous one by one nominal frame period.
+                    t = frame.time - self.start if frame.time is not None else self.t + self.step
+                    self.t = t
+                    self._check_time(t)
+                    if sampler.offer(t):
+                        yield t, frame
+
+    def _check_time(self, t: float) -> None:
+        if self.max_seconds is not None and t > self.max_seconds + _TIME_EPS:
+            raise MediaError(self.name, f"video runs past the limit of {self.max_seconds:g} s")
 
 
 class _FrameStack:

@@ -31,10 +31,11 @@ from omniembed.errors import MediaError
 from omniembed.media.audio import MonoResampler, _trusted_duration, check_not_truncated
 from omniembed.media.container import declared_seconds, ffmpeg_errors, open_container, pick_streams
 from omniembed.media.framing import check_complete, check_wav_header
+from omniembed.media.pcm import PCM_FORMATS, open_pcm
 from omniembed.media.limits import MAX_AUDIO_SECONDS, MAX_MEDIA_BYTES, MAX_VIDEO_SECONDS, SAMPLE_RATE
 from omniembed.media.sniff import AUDIO_FORMATS, AV_CONTAINERS, DEMUXERS, describe, sniff_format
 from omniembed.media.source import Source, read_source, source_name
-from omniembed.media.video import FrameSampler, _check_frame_size, _frame_rate, _FrameStack
+from omniembed.media.video import Demuxer, FrameSampler, _check_frame_size, _FrameStack
 
 WINDOWED_OVER = 1.5  # clips longer than this many windows are cut into windows
 TAIL = 0.1  # a part of a window past the last one that is not worth a window of its own
@@ -114,6 +115,11 @@ def _audio_events(src: Source, sample_rate: int, max_seconds: float, max_bytes: 
     target, name, fmt, data = _open(src, max_bytes)
     if fmt not in AUDIO_FORMATS | AV_CONTAINERS:
         raise MediaError(name, f"expected audio, but the input is {describe(fmt, data or b'')}")
+    if fmt in PCM_FORMATS:
+        pcm = open_pcm(data if data is not None else target)
+        if pcm is not None:
+            yield from _pcm_events(pcm, name, sample_rate, max_seconds)
+            return
     with _container(target, name, fmt) as container:
         _, stream = pick_streams(container, name)
         if stream is None:
@@ -135,6 +141,32 @@ def _audio_events(src: Source, sample_rate: int, max_seconds: float, max_bytes: 
         check_not_truncated(name, declared, total / sample_rate)
 
 
+def _pcm_events(pcm, name: str, sample_rate: int, max_seconds: float):
+    """A WAV/FLAC read by libsndfile block by block (from disk when it is a path)."""
+    mono = MonoResampler(name, sample_rate, max_seconds)
+    total, frames = 0, 0
+    with contextlib.closing(pcm):
+        mono.check_length(pcm.frames * sample_rate / pcm.rate)
+        try:
+            for block in pcm.blocks():
+                frames += block.shape[1]
+                mono.add_planar(block, pcm.rate)
+                for chunk in mono.pop_chunks():
+                    total += len(chunk)
+                    yield "audio", chunk
+        except MediaError:
+            raise
+        except Exception as exc:  # libsndfile failing midway: the file is damaged past its first blocks
+            raise MediaError(name, f"decoding audio failed: {type(exc).__name__}: {exc}") from exc
+    for chunk in mono.pop_chunks(final=True):
+        total += len(chunk)
+        yield "audio", chunk
+    if frames < pcm.frames:
+        check_not_truncated(name, pcm.frames / pcm.rate, frames / pcm.rate)
+    if total == 0:
+        raise MediaError(name, "the audio track decoded to no samples")
+
+
 def _video_events(src: Source, sample_rate: int, fps: float, max_seconds: float, max_bytes: int):
     from omniembed.media.limits import MAX_DECODED_BYTES, MAX_IMAGE_PIXELS
 
@@ -151,33 +183,24 @@ def _video_events(src: Source, sample_rate: int, fps: float, max_seconds: float,
         if declared is not None and declared > max_seconds + 1e-3:
             raise MediaError(name, f"video is {declared:.3f} s, over the limit of {max_seconds:g} s")
         mono = MonoResampler(name, sample_rate, max_seconds) if astream is not None else None
-        start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
-        step = 1.0 / _frame_rate(vstream)
         stack = _FrameStack(name, MAX_DECODED_BYTES)  # one frame at a time: a window's frames are the cutter's
-        t, kept = -step, 0
-        streams = [vstream] if astream is None else [vstream, astream]
-        with ffmpeg_errors(name, "decoding video"):
-            for packet in container.demux(*streams):
-                if packet.stream.index != vstream.index:
-                    for aframe in packet.decode():
-                        mono.add(aframe)
-                    for chunk in mono.pop_chunks():
-                        yield "audio", chunk
-                    continue
-                for frame in packet.decode():
-                    t = frame.time - start if frame.time is not None else t + step
-                    if t > max_seconds + 1e-3:
-                        raise MediaError(name, f"video runs past the limit of {max_seconds:g} s")
-                    if sampler.offer(t):
-                        stack.add(frame, t)
-                        kept += 1
-                        yield "frame", (stack.times.pop(), stack.frames.pop())
+        demuxer = Demuxer(name, container, vstream, astream, sampler, mono, max_seconds)
+        kept = 0
+        for event in demuxer:
+            if event is None:
+                for chunk in mono.pop_chunks():
+                    yield "audio", chunk
+                continue
+            t, frame = event
+            stack.add(frame, t)
+            kept += 1
+            yield "frame", (stack.times.pop(), stack.frames.pop())
         if mono is not None:
             for chunk in mono.pop_chunks(final=True):
                 yield "audio", chunk
         if not kept:
             raise MediaError(name, "the video track decoded to no frames")
-        yield "end", t + step
+        yield "end", demuxer.last_t + demuxer.step
 
 
 # ---- cutting the stream into windows -----------------------------------------------------------------------

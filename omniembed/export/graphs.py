@@ -113,7 +113,7 @@ def export_image_encoder(tokenizer, path, opset: int = OPSET) -> None:
 
 def export_audio_encoder(tokenizer, path, opset: int = OPSET) -> None:
     cfg = tokenizer.config
-    wave = torch.randn(1, cfg.sample_rate) * 0.1
+    wave = torch.randn(2, cfg.sample_rate) * 0.1  # a batch of 1 would fix the batch size to 1 in the graph
     samples = torch.export.Dim("samples", min=cfg.n_fft // 2 + 1)
     export_onnx(AudioEncoderGraph(tokenizer), (wave,), path, ["wave"], ["codes"],
                 {"wave": {0: torch.export.Dim("batch", min=1), 1: samples}}, opset)

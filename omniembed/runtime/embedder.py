@@ -22,9 +22,10 @@ import numpy as np
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.runtime.bundle import VARIANTS, bundle_file, read_manifest
 from omniembed.runtime.encoders import OnnxAudioTokenizer, OnnxImageTokenizer
+from omniembed.runtime.media_batch import encode_media_together
 from omniembed.tokenization.windows import Decoded, Encoded, Windowing, decode_inputs, encode_decoded, pooled
 from omniembed.runtime.session import make_session, resolve_providers
-from omniembed.tokenization.document import DocumentTokenizer, ImageCodes, ImageSegment
+from omniembed.tokenization.document import DocumentTokenizer
 from omniembed.tokenization.text import TextTokenizer
 from omniembed.tokenization.vocab import Vocabulary
 
@@ -104,9 +105,9 @@ class Embedder:
                              sample_rate=self.sample_rate, video_fps=self.video_fps, modalities=self.modalities)
 
     def encode_decoded(self, decoded: list[Decoded]) -> list[Encoded]:
-        """The tokenizing half of encode, every image of the batch through the image encoder at once."""
+        """The tokenizing half of encode, the batch's images, frames and waves through the encoders together."""
         return encode_decoded(decoded, self.document, max_tokens=self.max_tokens,
-                              prepare=self._encode_images_together)
+                              prepare=self._encode_media_together)
 
     def tokenize(self, inputs: Iterable[Any]) -> list[list[int]]:
         """The one id sequence of each input (inputs cut into windows have several: use encode)."""
@@ -116,17 +117,10 @@ class Embedder:
                 raise ValueError(f"input {i} is embedded as {len(e.ids)} windows: use encode() for its sequences")
         return [e.ids[0] for e in encoded]
 
-    def _encode_images_together(self, docs: list[list]) -> list[list]:
-        """Every still image of the batch through the image encoder in one call; the DocumentTokenizer then
-        reads their codes (ImageCodes give the same ids as the ImageSegment they came from)."""
-        where = [(d, s) for d, segs in enumerate(docs) for s, seg in enumerate(segs) if isinstance(seg, ImageSegment)]
-        if not where:
-            return docs
-        codes = self.image.encode(self.image.preprocess([docs[d][s].pixels for d, s in where]))  # (K, N)
-        docs = [list(segs) for segs in docs]
-        for (d, s), c in zip(where, codes):
-            docs[d][s] = ImageCodes(c)
-        return docs
+    def _encode_media_together(self, docs: list[list]) -> list[list]:
+        """Every image, frame and wave of the batch through the encoders in as few calls as possible
+        (omniembed.runtime.media_batch); the DocumentTokenizer then reads their codes."""
+        return encode_media_together(docs, self.image, self.audio, self.video_fps)
 
     # ---- vectors --------------------------------------------------------------------------------------
     def embed(self, inputs: Any, dim: int | None = None, batch_size: int = 32) -> np.ndarray:

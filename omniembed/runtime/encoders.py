@@ -52,6 +52,8 @@ class OnnxAudioTokenizer:
                  samples_per_token: int):
         self.session, self.sample_rate, self.codebook_size = session, int(sample_rate), int(codebook_size)
         self.n_fft, self.samples_per_token = int(n_fft), int(samples_per_token)
+        batch = session.get_inputs()[0].shape[0]
+        self.max_batch = batch if isinstance(batch, int) else None  # bundles exported before batching take 1
 
     def num_tokens(self, n_samples: int) -> int:
         return -(-n_samples // self.samples_per_token)
@@ -61,7 +63,16 @@ class OnnxAudioTokenizer:
         wave = np.ascontiguousarray(wave, dtype=np.float32)
         if wave.ndim != 1:
             raise ValueError(f"audio wave: expected (n,), got {wave.shape}")
-        if len(wave) <= self.n_fft // 2:  # the centred STFT reflect-pads by n_fft // 2, which needs more samples
-            raise MediaError(f"<{len(wave)} samples>", f"audio shorter than {self.n_fft // 2 + 1} samples "
+        return self.encode_batch(wave[None])[0]
+
+    def encode_batch(self, waves: np.ndarray) -> np.ndarray:
+        """(B, n) float32 waves of one length -> (B, M) int64 codes."""
+        waves = np.ascontiguousarray(waves, dtype=np.float32)
+        if waves.ndim != 2:
+            raise ValueError(f"audio waves: expected (B, n), got {waves.shape}")
+        if waves.shape[1] <= self.n_fft // 2:  # the centred STFT reflect-pads by n_fft // 2, which needs more
+            raise MediaError(f"<{waves.shape[1]} samples>", f"audio shorter than {self.n_fft // 2 + 1} samples "
                              f"({(self.n_fft // 2 + 1) / self.sample_rate * 1000:.1f} ms) cannot be tokenized")
-        return self.session.run(None, {"wave": wave[None]})[0][0]
+        step = self.max_batch or len(waves)
+        parts = [self.session.run(None, {"wave": waves[i:i + step]})[0] for i in range(0, len(waves), step)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)

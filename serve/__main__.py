@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-batching", action="store_true", help="run each request's embeds on its own")
     p.add_argument("--workers", type=int, default=32, help="handler threads")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
+    p.add_argument("--decode-workers", type=int, help="processes decoding requests of two or more media items "
+                   "(default one per CPU, up to 8; 0: decode in the request's thread)")
     p.add_argument("--max-audio-seconds", type=float, help="longest audio clip embedded (default 600)")
     p.add_argument("--max-video-seconds", type=float, help="longest video embedded (default 300)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds shutdown waits for in-flight calls")
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     from .server import Server, ServerConfig
 
     try:
-        limits = {"max_audio_seconds": args.max_audio_seconds, "max_video_seconds": args.max_video_seconds}
+        limits = {"max_audio_seconds": args.max_audio_seconds, "max_video_seconds": args.max_video_seconds,
+                  "decode_workers": args.decode_workers}
         embedder = ModelEmbedder.load(args.bundle, threads=args.threads, **limits) if args.bundle else None
         index = open_or_create_index(args.index, args.dim or (embedder.full_dim if embedder else None),
                                      args.index_kind)

@@ -71,6 +71,21 @@ class ModelEmbedder:
             out.extend(decoded)
         return Decoded([out])
 
+    def prepare_many(self, items: Sequence[Sequence[RawSegment]], names: Sequence[str]) -> list:
+        """prepare() of every item, a request's media decoded together by the embedder's decoding workers when
+        there are two or more; an item that fails is named by decoding the items one by one again."""
+        from omniembed.tokenization.inputs import has_media
+
+        emb = self.embedder
+        inputs = [_as_input(segs) for segs in items]
+        pool = getattr(emb, "decode_pool", None)
+        if pool is not None and pool.worth(sum(has_media(x) for x in inputs)):
+            try:
+                return emb.decode(inputs)
+            except (OmniEmbedError, ValueError, TypeError):
+                pass  # a client's mistake: found and named below
+        return [self.prepare(segs, name) for segs, name in zip(items, names)]
+
     def embed(self, prepared: Sequence[Any], dim: int) -> np.ndarray:
         """(N, dim) pooled vectors of prepared items; each item's `cut` tells whether its ids were cut."""
         try:
@@ -85,3 +100,9 @@ class ModelEmbedder:
             return self.embedder.embed_windows_decoded(list(prepared))
         except (ConfigError, ValueError, OmniEmbedError) as exc:
             raise invalid(f"cannot embed: {exc}") from None
+
+
+def _as_input(segments: Sequence[RawSegment]) -> Any:
+    """An item's segments as the Embedder's input: text, {kind: bytes}, or a document of them."""
+    parts = [seg.value if seg.kind == "text" else {seg.kind: seg.value} for seg in segments]
+    return parts[0] if len(parts) == 1 else parts

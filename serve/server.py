@@ -134,7 +134,7 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
         """Items decoded in this request's thread; where: the request field holding them or one name per item."""
         names = [f"{where}[{j}]" for j in range(len(items))] if isinstance(where, str) else where
         model = self._need_model(names[0] if names else "embedding")
-        return [model.prepare(cv.item_segments(item, name), name) for item, name in zip(items, names)]
+        return model.prepare_many([cv.item_segments(item, name) for item, name in zip(items, names)], names)
 
     def _embed(self, items, dim: int, context, where: str | list[str]) -> tuple[np.ndarray, list[int]]:
         """Embed Items at `dim` through the micro-batcher: ((len(items), dim) float32, indexes of the items

@@ -11,6 +11,7 @@ No torch anywhere on this path.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -23,7 +24,10 @@ from omniembed.errors import ConfigError, ManifestError
 from omniembed.runtime.bundle import VARIANTS, bundle_file, read_manifest
 from omniembed.runtime.encoders import OnnxAudioTokenizer, OnnxImageTokenizer
 from omniembed.runtime.media_batch import encode_media_together
-from omniembed.tokenization.windows import Decoded, Encoded, Windowing, decode_inputs, encode_decoded, pooled
+from omniembed.media.pool import DecodePool
+from omniembed.tokenization.inputs import has_media
+from omniembed.tokenization.windows import (Decoded, Encoded, Windowing, decode_inputs, decode_whole, encode_decoded,
+                                            pooled)
 from omniembed.runtime.session import make_session, resolve_providers
 from omniembed.tokenization.document import DocumentTokenizer
 from omniembed.tokenization.text import TextTokenizer
@@ -36,7 +40,8 @@ log = logging.getLogger("omniembed.runtime")
 class Embedder:
     def __init__(self, root: Path, manifest: dict[str, Any], providers: list[str], threads: int | None,
                  variant: str, inter_threads: int | None = None, spin: bool = True,
-                 max_audio_seconds: float | None = None, max_video_seconds: float | None = None):
+                 max_audio_seconds: float | None = None, max_video_seconds: float | None = None,
+                 decode_workers: int | None = None):
         self.root, self.manifest, self.providers, self.variant = root, manifest, providers, variant
         graphs, tok, model = manifest["graphs"], manifest["tokenizers"], manifest["model"]
         self.dims: tuple[int, ...] = tuple(int(d) for d in model["embed_dims"])
@@ -63,12 +68,13 @@ class Embedder:
                                               max_video_seconds=max_video_seconds)
                           if manifest.get("windows") else None)
         self.document = DocumentTokenizer(self.vocab, text, self.image, self.audio, video_fps=self.video_fps)
+        self.decode_pool = DecodePool(decode_workers)
 
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, providers: Sequence[str] | None = None, threads: int | None = None,
              *, variant: str | None = None, inter_threads: int | None = None, spin: bool = True,
              verify: bool = True, max_audio_seconds: float | None = None,
-             max_video_seconds: float | None = None) -> "Embedder":
+             max_video_seconds: float | None = None, decode_workers: int | None = None) -> "Embedder":
         """Load BUNDLE_DIR (checksums verified unless verify=False).
 
         providers: ONNX Runtime execution providers in preference order (default: TensorRT, CUDA when this
@@ -77,6 +83,8 @@ class Embedder:
         on a GPU provider when the bundle has it, else fp32. spin=False: idle threads sleep rather than
         busy-wait (better on hosts shared with other busy processes). max_audio_seconds / max_video_seconds:
         the longest clip embedded (default: omniembed.media's limits); longer ones are refused by name.
+        decode_workers: processes that decode batches of two or more media inputs (default one per CPU, up
+        to 8; 0 or 1: decode in this process).
         """
         root = Path(bundle_dir)
         manifest = read_manifest(root, verify=verify)
@@ -91,7 +99,7 @@ class Embedder:
             raise ManifestError(f"{root}: the bundle has no {variant} trunk (it has {sorted(trunks)}); "
                                 f"export with --{variant}" if variant != "fp32" else f"{root}: no fp32 trunk")
         return cls(root, manifest, providers, threads, variant, inter_threads, spin, max_audio_seconds,
-                   max_video_seconds)
+                   max_video_seconds, decode_workers)
 
     # ---- ids ------------------------------------------------------------------------------------------
     def encode(self, inputs: Iterable[Any]) -> list[Encoded]:
@@ -100,9 +108,32 @@ class Embedder:
         return self.encode_decoded(self.decode(inputs))
 
     def decode(self, inputs: Iterable[Any]) -> list[Decoded]:
-        """The decoding half of encode: media decoded into documents (windows of long media)."""
-        return decode_inputs(list(inputs), self.windowing, self.document, max_tokens=self.max_tokens,
-                             sample_rate=self.sample_rate, video_fps=self.video_fps, modalities=self.modalities)
+        """The decoding half of encode: media decoded into documents (windows of long media). A batch of two
+        or more media inputs is decoded by the worker processes of `decode_pool`; long media cut into windows
+        are streamed here, where the encoders tokenize each window as it comes."""
+        inputs = list(inputs)
+        media = [i for i, x in enumerate(inputs) if has_media(x)]
+        if not self.decode_pool.worth(len(media)):
+            return self._decode_here(inputs)
+        job = functools.partial(decode_whole, windowing=self.windowing, sample_rate=self.sample_rate,
+                                video_fps=self.video_fps, modalities=self.modalities,
+                                square=(self.image.image_size, self.image.image_resize))
+        out: list[Decoded | None] = [None] * len(inputs)
+        for i, got in zip(media, self.decode_pool.map(job, [(i, inputs[i]) for i in media])):
+            out[i] = got
+        for i, got in enumerate(out):
+            if got is None:  # text, or long media
+                out[i] = self._decode_here([inputs[i]], first_index=i)[0]
+        return out
+
+    def _decode_here(self, inputs: list, first_index: int = 0) -> list[Decoded]:
+        return decode_inputs(inputs, self.windowing, self.document, max_tokens=self.max_tokens,
+                             sample_rate=self.sample_rate, video_fps=self.video_fps, modalities=self.modalities,
+                             first_index=first_index)
+
+    def close(self) -> None:
+        """Stop the decoding workers (they also stop with this process)."""
+        self.decode_pool.close()
 
     def encode_decoded(self, decoded: list[Decoded]) -> list[Encoded]:
         """The tokenizing half of encode, the batch's images, frames and waves through the encoders together."""

@@ -61,6 +61,29 @@ def decode_segment(src: Any, modality: str, *, sample_rate: int = SAMPLE_RATE, v
     raise DocumentError(f"unknown media modality {modality!r} (expected one of {MEDIA_MODALITIES})")
 
 
+def squared(segments: list, size: int, policy: str) -> list:
+    """The segments with images and video frames already at the image tokenizer's input (size x size, by its
+    resize policy, through the tokenizer's own to_square): the same ids, and less to carry between processes."""
+    from PIL import Image
+
+    from omniembed.media.image import to_square
+
+    def square(pixels: np.ndarray) -> np.ndarray:
+        if pixels.shape[:2] == (size, size):
+            return pixels
+        return np.asarray(to_square(Image.fromarray(pixels), size, policy))
+
+    out = []
+    for seg in segments:
+        if isinstance(seg, ImageSegment):
+            seg = ImageSegment(square(seg.pixels))
+        elif isinstance(seg, VideoSegment) and len(seg.frames):
+            frames = np.stack([square(f) for f in seg.frames])
+            seg = VideoSegment(frames, seg.times, seg.audio, seg.sample_rate)
+        out.append(seg)
+    return out
+
+
 def from_record(record: Any, *, base_dir: str | os.PathLike | None = None, sample_rate: int | None = None,
                 video_fps: float = 2.0, caption: int = 0) -> list[Segment] | dict[str, list[Segment]]:
     """Decode a manifest record's media into segments.
@@ -101,6 +124,14 @@ def media_segment(media: Any, sample_rate: int = SAMPLE_RATE, video_fps: float =
 
 SEGMENT_TYPES = (TextSegment, ImageSegment, AudioSegment, VideoSegment, ImageCodes, AudioCodes, VideoCodes)
 MODALITIES = ("text", *MEDIA_MODALITIES)
+
+
+def has_media(item: Any) -> bool:
+    """Whether an input holds encoded media to decode (bytes, a path, or {"image"|"audio"|"video": src}, alone
+    or in a document)."""
+    parts = item if isinstance(item, (list, tuple)) else [item]
+    return any(isinstance(p, (bytes, bytearray, memoryview, os.PathLike))
+               or (isinstance(p, dict) and len(p) == 1 and next(iter(p)) in MEDIA_MODALITIES) for p in parts)
 
 
 def to_segments(item: Any, *, sample_rate: int, video_fps: float, index: int = 0) -> list:

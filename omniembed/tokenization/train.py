@@ -44,7 +44,7 @@ from omniembed.tokenization.store import REPORT_FILE, TEXT_FILE, save_tokenizers
 from omniembed.tokenization.text import TextTokenizer
 from omniembed.tokenization.vq import code_usage
 from omniembed.train.schedule import warmup_cosine
-from omniembed.data.workers import can_fork, fork_pool, resolve_workers, worth_forking
+from omniembed.media.pool import can_fork, fork_pool, resolve_workers, worth_forking
 
 log = logging.getLogger("omniembed.tokenizers")
 LOG_FILE = "train.log"

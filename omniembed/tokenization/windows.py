@@ -16,6 +16,7 @@ half the window.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import asdict, dataclass
 from collections.abc import Iterator
@@ -173,12 +174,12 @@ class Decoded:
 
 
 def decode_inputs(inputs: list, windowing: Windowing | None, document_tokenizer, *, max_tokens: int,
-                  sample_rate: int, video_fps: float, modalities) -> list[Decoded]:
+                  sample_rate: int, video_fps: float, modalities, first_index: int = 0) -> list[Decoded]:
     """Every input's documents, media decoded (long audio and video window by window, each window tokenized
     as soon as it is decoded, so memory holds one window of samples whatever the clip's length); a modality
-    the model never learned is refused by name."""
+    the model never learned is refused by name. Errors name inputs from `first_index` on."""
     out = []
-    for i, x in enumerate(inputs):
+    for i, x in enumerate(inputs, start=first_index):
         docs, spans = input_documents(x, windowing, sample_rate=sample_rate, video_fps=video_fps, index=i)
         docs = _checked(docs, modalities, f"input {i}")
         if spans is None:
@@ -187,6 +188,25 @@ def decode_inputs(inputs: list, windowing: Windowing | None, document_tokenizer,
         ids, cut = _encode_documents(docs, document_tokenizer, max_tokens)
         out.append(Decoded([], spans or None, ids, cut))
     return out
+
+
+def decode_whole(job: tuple[int, Any], *, windowing: Windowing | None, sample_rate: int, video_fps: float,
+                 modalities, square: tuple[int, str] | None = None) -> Decoded | None:
+    """decode_inputs for one (index, input) in a worker process: its documents, or None when it is long media
+    cut into windows (streamed and tokenized window by window where the tokenizers are). `square`: (size,
+    policy) of the image tokenizer, applied to images and frames here (inputs.squared)."""
+    from omniembed.tokenization.inputs import squared
+
+    index, x = job
+    docs, spans = input_documents(x, windowing, sample_rate=sample_rate, video_fps=video_fps, index=index)
+    try:
+        first = list(_checked(itertools.islice(docs, 1), modalities, f"input {index}"))
+    finally:
+        if hasattr(docs, "close"):
+            docs.close()
+    if spans:
+        return None
+    return Decoded([squared(d, *square) if square else d for d in first])
 
 
 def _checked(docs, modalities, where: str):

@@ -26,7 +26,7 @@ from omniembed.errors import ManifestError, MediaError
 from omniembed.tokenization.document import DocumentTokenizer, TextSegment
 from omniembed.tokenization.inputs import media_segment
 from omniembed.tokenization.windows import Windowing, input_documents
-from omniembed.data.workers import fork_pool, worth_forking
+from omniembed.media.pool import fork_pool, worth_forking
 
 log = logging.getLogger("omniembed.train")
 CORPUS_VERSION = 2

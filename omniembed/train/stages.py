@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from omniembed.data.workers import resolve_workers
+from omniembed.media.pool import resolve_workers
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.train import distributed as D
 from omniembed.train.config import RunConfig

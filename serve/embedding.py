@@ -62,7 +62,8 @@ class ModelEmbedder:
             name = where if len(segments) == 1 else f"{where}.document.segments[{j}]"
             part = seg.value if seg.kind == "text" else {seg.kind: seg.value}
             try:
-                decoded = to_segments(part, sample_rate=emb.sample_rate, video_fps=emb.video_fps, index=j)
+                decoded = to_segments(part, sample_rate=emb.sample_rate, video_fps=emb.video_fps, index=j,
+                                      image_side=emb.image.image_size)
                 check_modalities(decoded, emb.modalities, name)
             except MediaError as exc:
                 raise invalid(f"{name} ({seg.kind}): {exc.reason}") from None

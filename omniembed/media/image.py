@@ -12,17 +12,23 @@ from omniembed.media.limits import MAX_IMAGE_PIXELS, MAX_MEDIA_BYTES
 from omniembed.media.sniff import IMAGE_FORMATS, describe, sniff_format
 from omniembed.media.source import Source, read_source
 
+# Pictures for an input of `side` pixels are decoded (JPEG) or scaled (video frames) down to no less than
+# REDUCE_OVER x side before the tokenizer's own resize, so that resize still sees every detail it keeps.
+REDUCE_OVER = 4
+MAX_REDUCTION = 16
 # Transparent pixels become this colour: white, as a page or viewer shows them.
 _BACKGROUND = (255, 255, 255)
 
 
 def decode_image(
-    src: Source, *, max_pixels: int = MAX_IMAGE_PIXELS, max_bytes: int = MAX_MEDIA_BYTES
+    src: Source, *, max_pixels: int = MAX_IMAGE_PIXELS, max_bytes: int = MAX_MEDIA_BYTES, side: int | None = None
 ) -> np.ndarray:
     """Return (H, W, 3) uint8 RGB, upright (EXIF orientation applied), alpha composited on white.
 
     Palette, greyscale, 16-bit and CMYK images are converted; an animation gives its first frame. The
-    pixel count is checked against `max_pixels` from the header, before any pixel is decoded.
+    pixel count is checked against `max_pixels` from the header, before any pixel is decoded. `side`: the
+    size the pixels are for (a tokenizer's input); a JPEG much larger than that is decoded at a reduced
+    scale in its DCT (1/2, 1/4 or 1/8), keeping both sides at least REDUCE_OVER x `side`.
     """
     data, name = read_source(src, max_bytes)
     fmt = sniff_format(data)
@@ -33,6 +39,8 @@ def decode_image(
         # past twice its value it raises, which becomes MediaError below; so max_pixels can only tighten it.
         with Image.open(io.BytesIO(data)) as image:
             _check_pixels(name, image.size, max_pixels)
+            if side and image.format == "JPEG" and min(image.size) > REDUCE_OVER * side:
+                image.draft("RGB", (REDUCE_OVER * side, REDUCE_OVER * side))
             image.load()
             return _to_rgb(_upright(image))
     except MediaError:
@@ -79,6 +87,20 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(canvas, rgba)
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return np.ascontiguousarray(rgb)  # (H, W, 3)
+
+
+def reduced_size(width: int, height: int, side: int | None) -> tuple[int, int] | None:
+    """The size a width x height picture is scaled to before squaring to `side`: divided by the largest power
+    of two (up to MAX_REDUCTION) that keeps the shorter side at least REDUCE_OVER x side, as JPEG's DCT
+    scaling does, so the aspect is kept exactly; None when no such reduction exists."""
+    if not side:
+        return None
+    factor = 1
+    while factor < MAX_REDUCTION and min(width, height) // (2 * factor) >= REDUCE_OVER * side:
+        factor *= 2
+    if factor == 1:
+        return None
+    return -(-width // factor), -(-height // factor)
 
 
 def to_square(img: Image.Image, size: int, policy: str) -> Image.Image:

@@ -11,6 +11,7 @@ from omniembed.errors import MediaError
 from omniembed.media.audio import MonoResampler
 from omniembed.media.container import declared_seconds, ffmpeg_errors, open_container, pick_streams
 from omniembed.media.framing import check_complete
+from omniembed.media.image import reduced_size
 from omniembed.media.limits import (
     MAX_DECODED_BYTES,
     MAX_IMAGE_PIXELS,
@@ -83,6 +84,7 @@ def decode_video(
     max_bytes: int = MAX_MEDIA_BYTES,
     max_pixels: int = MAX_IMAGE_PIXELS,
     max_decoded_bytes: int = MAX_DECODED_BYTES,
+    side: int | None = None,
 ) -> Video:
     """Decode `src`, keeping frames at `fps` by presentation time (see FrameSampler), at most `max_frames`.
 
@@ -91,7 +93,9 @@ def decode_video(
     sample. Raises MediaError for non-video input, truncated or detectably corrupt files, frames over
     `max_pixels`, sampled frames outgrowing `max_decoded_bytes` (a long, large video at a high `fps`),
     and media longer than `max_seconds`. Codecs conceal damage inside the picture data, so
-    such frames decode as damaged pictures.
+    such frames decode as damaged pictures. `side`: the size the frames are for (a tokenizer's input);
+    frames much larger are scaled by FFmpeg as they are converted to RGB, to a shorter side of
+    REDUCE_OVER x `side` (omniembed.media.image.reduced_size).
     """
     sampler = FrameSampler(fps, max_frames)
     data, name = read_source(src, max_bytes)
@@ -110,7 +114,8 @@ def decode_video(
             raise MediaError(name, f"video is {declared:.3f} s, over the limit of {max_seconds:g} s")
         mono = MonoResampler(name, sample_rate, max_seconds) if with_audio and astream is not None else None
         limits = (max_seconds, max_decoded_bytes)
-        frames, times, last_t = _demux(name, container, vstream, astream if mono else None, sampler, mono, limits)
+        frames, times, last_t = _demux(name, container, vstream, astream if mono else None, sampler, mono, limits,
+                                       side)
         audio = mono.finish() if mono is not None else None
     if not frames:
         raise MediaError(name, "the video track decoded to no frames")
@@ -125,10 +130,10 @@ def decode_video(
     )
 
 
-def _demux(name, container, vstream, astream, sampler, mono, limits):
+def _demux(name, container, vstream, astream, sampler, mono, limits, side=None):
     """One pass over the packets: sampled frames into a _FrameStack, audio into `mono`."""
     max_seconds, max_decoded_bytes = limits
-    stack = _FrameStack(name, max_decoded_bytes)
+    stack = _FrameStack(name, max_decoded_bytes, side)
     demuxer = Demuxer(name, container, vstream, astream, sampler, mono, max_seconds)
     for kept in demuxer:
         if kept is not None:
@@ -200,10 +205,10 @@ class Demuxer:
 
 
 class _FrameStack:
-    """Kept frames as upright RGB arrays of one shape, within a byte budget."""
+    """Kept frames as upright RGB arrays of one shape, within a byte budget (counted at the decoded size)."""
 
-    def __init__(self, name: str, max_bytes: int):
-        self.name, self.max_bytes = name, max_bytes
+    def __init__(self, name: str, max_bytes: int, side: int | None = None):
+        self.name, self.max_bytes, self.side = name, max_bytes, side
         self.frames: list[np.ndarray] = []
         self.times: list[float] = []
         self._size: tuple[int, int] | None = None
@@ -220,7 +225,11 @@ class _FrameStack:
             )
         if (frame.width, frame.height) != self._size:  # resolution changed midway: keep the first size
             frame = frame.reformat(width=width, height=height)
-        pixels = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+        small = reduced_size(width, height, self.side)
+        if small is None:
+            pixels = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+        else:  # scaled while converting, in one pass of FFmpeg's scaler
+            pixels = frame.to_ndarray(width=small[0], height=small[1], format="rgb24", interpolation="AREA")
         # Phones record sideways and store the turn in a display matrix; show frames as a player would.
         self.frames.append(np.ascontiguousarray(np.rot90(pixels, k=self._turns)) if self._turns else pixels)
         self.times.append(t)

@@ -59,16 +59,17 @@ def check_window(window: float, stride: float) -> None:
 
 def media_windows(src: Source, modality: str, *, window: float, stride: float, sample_rate: int = SAMPLE_RATE,
                   fps: float = 2.0, max_seconds: float | None = None,
-                  max_bytes: int = MAX_MEDIA_BYTES) -> Iterator[Window]:
+                  max_bytes: int = MAX_MEDIA_BYTES, side: int | None = None) -> Iterator[Window]:
     """The windows of an audio clip or a video (see the module docstring). max_seconds: the duration limit
-    (default: MAX_AUDIO_SECONDS for audio, MAX_VIDEO_SECONDS for video)."""
+    (default: MAX_AUDIO_SECONDS for audio, MAX_VIDEO_SECONDS for video); side: as decode_video's."""
     check_window(window, stride)
     if modality == "audio":
         limit = MAX_AUDIO_SECONDS if max_seconds is None else max_seconds
         yield from _Cutter(window, stride, sample_rate).cut(_audio_events(src, sample_rate, limit, max_bytes))
     elif modality == "video":
         limit = MAX_VIDEO_SECONDS if max_seconds is None else max_seconds
-        yield from _Cutter(window, stride, sample_rate).cut(_video_events(src, sample_rate, fps, limit, max_bytes))
+        yield from _Cutter(window, stride, sample_rate).cut(_video_events(src, sample_rate, fps, limit, max_bytes,
+                                                                                side))
     else:
         raise ValueError(f"modality {modality!r}: only audio and video have windows")
 
@@ -167,7 +168,8 @@ def _pcm_events(pcm, name: str, sample_rate: int, max_seconds: float):
         raise MediaError(name, "the audio track decoded to no samples")
 
 
-def _video_events(src: Source, sample_rate: int, fps: float, max_seconds: float, max_bytes: int):
+def _video_events(src: Source, sample_rate: int, fps: float, max_seconds: float, max_bytes: int,
+                  side: int | None = None):
     from omniembed.media.limits import MAX_DECODED_BYTES, MAX_IMAGE_PIXELS
 
     target, name, fmt, data = _open(src, max_bytes)
@@ -183,7 +185,7 @@ def _video_events(src: Source, sample_rate: int, fps: float, max_seconds: float,
         if declared is not None and declared > max_seconds + 1e-3:
             raise MediaError(name, f"video is {declared:.3f} s, over the limit of {max_seconds:g} s")
         mono = MonoResampler(name, sample_rate, max_seconds) if astream is not None else None
-        stack = _FrameStack(name, MAX_DECODED_BYTES)  # one frame at a time: a window's frames are the cutter's
+        stack = _FrameStack(name, MAX_DECODED_BYTES, side)  # one frame at a time: a window's frames are the cutter's
         demuxer = Demuxer(name, container, vstream, astream, sampler, mono, max_seconds)
         kept = 0
         for event in demuxer:

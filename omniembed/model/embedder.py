@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from omniembed.errors import MediaError
 from omniembed.media.limits import SAMPLE_RATE
 from omniembed.tokenization.document import TextSegment
-from omniembed.tokenization.inputs import check_modalities, to_segments
+from omniembed.tokenization.inputs import check_modalities, image_side, to_segments
 from omniembed.tokenization.padding import pad_right
 from omniembed.tokenization.windows import Encoded, encode_inputs, pooled
 
@@ -46,6 +46,7 @@ class TorchEmbedder:
         self.pad = self.vocab.special("<pad>")
         self.eos = self.vocab.special("<eos>")
         self.modalities = tuple(modalities)
+        self.image_side = image_side(document_tokenizer.image)
         self.windowing = windowing  # omniembed.tokenization.windows.Windowing, or None: long media not windowed
 
     @classmethod
@@ -59,7 +60,8 @@ class TorchEmbedder:
         return tuple(self.model.cfg.embed_dims)
 
     def segments(self, x: Any, index: int = 0) -> list:
-        segments = to_segments(x, sample_rate=self.sample_rate, video_fps=self.video_fps, index=index)
+        segments = to_segments(x, sample_rate=self.sample_rate, video_fps=self.video_fps, index=index,
+                               image_side=self.image_side)
         check_modalities(segments, self.modalities, f"input {index}")
         return segments
 
@@ -70,7 +72,8 @@ class TorchEmbedder:
     def encode(self, inputs: Sequence[Any]) -> list[Encoded]:
         """Each input's id sequences, as omniembed.runtime.Embedder.encode gives them."""
         return encode_inputs(list(inputs), self.doc, max_tokens=self.max_tokens, windowing=self.windowing,
-                             sample_rate=self.sample_rate, video_fps=self.video_fps, modalities=self.modalities)
+                             sample_rate=self.sample_rate, video_fps=self.video_fps, modalities=self.modalities,
+                             image_side=self.image_side)
 
     # ---- the verbs --------------------------------------------------------------------------------------
     def embed(self, inputs: Any | Sequence[Any], dim: int | None = None) -> np.ndarray:

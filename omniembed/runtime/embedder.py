@@ -129,7 +129,7 @@ class Embedder:
     def _decode_here(self, inputs: list, first_index: int = 0) -> list[Decoded]:
         return decode_inputs(inputs, self.windowing, self.document, max_tokens=self.max_tokens,
                              sample_rate=self.sample_rate, video_fps=self.video_fps, modalities=self.modalities,
-                             first_index=first_index)
+                             first_index=first_index, image_side=self.image.image_size)
 
     def close(self) -> None:
         """Stop the decoding workers (they also stop with this process)."""

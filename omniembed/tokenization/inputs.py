@@ -49,16 +49,28 @@ def check_modalities(segments: list, modalities, where: str) -> None:
                                 f"(it embeds {', '.join(modalities)})")
 
 
-def decode_segment(src: Any, modality: str, *, sample_rate: int = SAMPLE_RATE, video_fps: float = 2.0) -> Segment:
+def decode_segment(src: Any, modality: str, *, sample_rate: int = SAMPLE_RATE, video_fps: float = 2.0,
+                   image_side: int | None = None) -> Segment:
     """Encoded media (bytes or a path) of a known modality -> its segment: pixels, a mono wave at
-    `sample_rate`, or video frames sampled at `video_fps` with the audio track. Bad media raise MediaError."""
+    `sample_rate`, or video frames sampled at `video_fps` with the audio track. Bad media raise MediaError.
+    image_side: the image tokenizer's input size; pictures much larger are decoded reduced (decode_image's
+    and decode_video's `side`), which every path that tokenizes them passes alike."""
     if modality == "image":
-        return ImageSegment(decode_image(src))
+        return ImageSegment(decode_image(src, side=image_side))
     if modality == "audio":
         return AudioSegment(decode_audio(src, sample_rate=sample_rate), sample_rate)
     if modality == "video":
-        return VideoSegment.from_video(decode_video(src, fps=video_fps, sample_rate=sample_rate))
+        return VideoSegment.from_video(decode_video(src, fps=video_fps, sample_rate=sample_rate, side=image_side))
     raise DocumentError(f"unknown media modality {modality!r} (expected one of {MEDIA_MODALITIES})")
+
+
+def image_side(image_tokenizer: Any) -> int | None:
+    """The input size of an image tokenizer (torch or ONNX), for decode_segment's image_side."""
+    for holder in (image_tokenizer, getattr(image_tokenizer, "config", None)):
+        size = getattr(holder, "image_size", None)
+        if isinstance(size, int):
+            return size
+    return None
 
 
 def squared(segments: list, size: int, policy: str) -> list:
@@ -85,7 +97,8 @@ def squared(segments: list, size: int, policy: str) -> list:
 
 
 def from_record(record: Any, *, base_dir: str | os.PathLike | None = None, sample_rate: int | None = None,
-                video_fps: float = 2.0, caption: int = 0) -> list[Segment] | dict[str, list[Segment]]:
+                video_fps: float = 2.0, caption: int = 0,
+                image_side: int | None = None) -> list[Segment] | dict[str, list[Segment]]:
     """Decode a manifest record's media into segments.
 
     A document record gives its segments in order. An item record gives one encodable segment list per view:
@@ -103,23 +116,24 @@ def from_record(record: Any, *, base_dir: str | os.PathLike | None = None, sampl
         record = parse_record(record, base_dir=base_dir)
     rate = SAMPLE_RATE if sample_rate is None else sample_rate
     if isinstance(record, Document):
-        return [TextSegment(s.text) if s.media is None else media_segment(s.media, rate, video_fps)
+        return [TextSegment(s.text) if s.media is None else media_segment(s.media, rate, video_fps, image_side)
                 for s in record.segments]
     if isinstance(record, Item):
         views: dict[str, list[Segment]] = {}
         if record.texts:
             views["text"] = [TextSegment(record.texts[caption % len(record.texts)])]
         for name, media in record.media.items():
-            views[name] = [media_segment(media, rate, video_fps)]
+            views[name] = [media_segment(media, rate, video_fps, image_side)]
         return views
     raise DocumentError(f"from_record expects a manifest Item, Document or dict, got {type(record).__name__}")
 
 
-def media_segment(media: Any, sample_rate: int = SAMPLE_RATE, video_fps: float = 2.0) -> Segment:
+def media_segment(media: Any, sample_rate: int = SAMPLE_RATE, video_fps: float = 2.0,
+                  image_side: int | None = None) -> Segment:
     """A manifest Media (omniembed.data.manifest) decoded into its segment."""
     # a local path goes in as a path so the decoder's error names the file
     src = media.source if media.data is None and not media.is_url else media.read_bytes()
-    return decode_segment(src, media.modality, sample_rate=sample_rate, video_fps=video_fps)
+    return decode_segment(src, media.modality, sample_rate=sample_rate, video_fps=video_fps, image_side=image_side)
 
 
 SEGMENT_TYPES = (TextSegment, ImageSegment, AudioSegment, VideoSegment, ImageCodes, AudioCodes, VideoCodes)
@@ -134,8 +148,10 @@ def has_media(item: Any) -> bool:
                or (isinstance(p, dict) and len(p) == 1 and next(iter(p)) in MEDIA_MODALITIES) for p in parts)
 
 
-def to_segments(item: Any, *, sample_rate: int, video_fps: float, index: int = 0) -> list:
-    """One input (see the module docstring) -> its list of segments, media decoded. Errors name the input."""
+def to_segments(item: Any, *, sample_rate: int, video_fps: float, index: int = 0,
+                image_side: int | None = None) -> list:
+    """One input (see the module docstring) -> its list of segments, media decoded (image_side: as
+    decode_segment's). Errors name the input."""
     parts = list(item) if isinstance(item, (list, tuple)) else [item]
     if not parts:
         raise DocumentError(f"input {index} is an empty list: an interleaved document needs at least one segment")
@@ -145,11 +161,11 @@ def to_segments(item: Any, *, sample_rate: int, video_fps: float, index: int = 0
         where = f"input {index}" if single else f"input {index} part {j}"
         if isinstance(part, (list, tuple)):
             raise DocumentError(f"{where} is a nested list; an interleaved document is one flat list of segments")
-        out.append(_segment(part, sample_rate, video_fps, where))
+        out.append(_segment(part, sample_rate, video_fps, where, image_side))
     return out
 
 
-def _segment(part: Any, rate: int, fps: float, where: str):
+def _segment(part: Any, rate: int, fps: float, where: str, side: int | None = None):
     if isinstance(part, str):
         return TextSegment(part)
     if isinstance(part, SEGMENT_TYPES):
@@ -166,19 +182,19 @@ def _segment(part: Any, rate: int, fps: float, where: str):
             if not isinstance(src, str):
                 raise DocumentError(f"{where}: {{'text': ...}} needs a str, got {type(src).__name__}")
             return TextSegment(src)
-        return _decode(src, modality, rate, fps, where)
+        return _decode(src, modality, rate, fps, where, side)
     if isinstance(part, (bytes, bytearray, memoryview, os.PathLike)):
         try:
             modality = detect_modality(part)
         except MediaError as exc:
             raise MediaError(f"{where} ({exc.source})", exc.reason) from exc
-        return _decode(part, modality, rate, fps, where)
+        return _decode(part, modality, rate, fps, where, side)
     raise InputTypeError(f"{where}: cannot embed a {type(part).__name__}; pass text (str), media bytes, a "
                         "pathlib.Path, {'image'|'audio'|'video': src}, pixels, a segment, or a list of these")
 
 
-def _decode(src: Any, modality: str, rate: int, fps: float, where: str):
+def _decode(src: Any, modality: str, rate: int, fps: float, where: str, side: int | None = None):
     try:
-        return decode_segment(src, modality, sample_rate=rate, video_fps=fps)
+        return decode_segment(src, modality, sample_rate=rate, video_fps=fps, image_side=side)
     except MediaError as exc:
         raise MediaError(f"{where} ({exc.source})", exc.reason) from exc

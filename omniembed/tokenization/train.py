@@ -112,7 +112,8 @@ def _full(data: TokenizerData, cfg: TokenizerConfig) -> bool:
 def _decode(media, cfg: TokenizerConfig):
     """The decoded media of one file (an image, a wave, or a video's frames and track), or its MediaError."""
     try:
-        seg = decode_segment(media.read_bytes(), media.modality, sample_rate=cfg.sample_rate, video_fps=cfg.video_fps)
+        seg = decode_segment(media.read_bytes(), media.modality, sample_rate=cfg.sample_rate, video_fps=cfg.video_fps,
+                             image_side=cfg.image_size)
     except MediaError as err:
         return err
     if media.modality == "image":

@@ -79,28 +79,31 @@ def media_modality(x: Any) -> tuple[str, Any] | None:
 
 
 def input_documents(x: Any, windowing: Windowing | None, *, sample_rate: int, video_fps: float,
-                    index: int = 0) -> tuple[Iterator[list], list[tuple[float, float]] | None]:
+                    index: int = 0, image_side: int | None = None,
+                    ) -> tuple[Iterator[list], list[tuple[float, float]] | None]:
     """The documents (segment lists) an input is embedded as, and the windows' time spans (None when it is not
-    cut into windows). Windows are decoded as the iterator is read: keep each one only as long as needed."""
+    cut into windows). Windows are decoded as the iterator is read: keep each one only as long as needed.
+    image_side: the image tokenizer's input size (inputs.decode_segment)."""
     from omniembed.tokenization.inputs import to_segments
 
     media = media_modality(x) if windowing is not None else None
     spec = windowing.spec(media[0]) if media else None
     if spec is None:
-        return iter([to_segments(x, sample_rate=sample_rate, video_fps=video_fps, index=index)]), None
+        return iter([to_segments(x, sample_rate=sample_rate, video_fps=video_fps, index=index,
+                                 image_side=image_side)]), None
     spans: list[tuple[float, float]] = []
-    return _window_documents(media, spec, windowing, sample_rate, video_fps, index, spans), spans
+    return _window_documents(media, spec, windowing, sample_rate, video_fps, index, spans, image_side), spans
 
 
 def _window_documents(media, spec: WindowSpec, windowing: Windowing, sample_rate: int, video_fps: float,
-                      index: int, spans: list) -> Iterator[list]:
+                      index: int, spans: list, image_side: int | None = None) -> Iterator[list]:
     from omniembed.tokenization.document import AudioSegment, VideoSegment
 
     modality, src = media
     limit = windowing.max_audio_seconds if modality == "audio" else windowing.max_video_seconds
     try:
         for w in media_windows(src, modality, window=spec.seconds, stride=spec.stride, sample_rate=sample_rate,
-                               fps=video_fps, max_seconds=limit):
+                               fps=video_fps, max_seconds=limit, side=image_side):
             if not w.whole:
                 spans.append((round(w.start, 3), round(w.end, 3)))
             if modality == "audio":
@@ -174,13 +177,15 @@ class Decoded:
 
 
 def decode_inputs(inputs: list, windowing: Windowing | None, document_tokenizer, *, max_tokens: int,
-                  sample_rate: int, video_fps: float, modalities, first_index: int = 0) -> list[Decoded]:
+                  sample_rate: int, video_fps: float, modalities, first_index: int = 0,
+                  image_side: int | None = None) -> list[Decoded]:
     """Every input's documents, media decoded (long audio and video window by window, each window tokenized
     as soon as it is decoded, so memory holds one window of samples whatever the clip's length); a modality
     the model never learned is refused by name. Errors name inputs from `first_index` on."""
     out = []
     for i, x in enumerate(inputs, start=first_index):
-        docs, spans = input_documents(x, windowing, sample_rate=sample_rate, video_fps=video_fps, index=i)
+        docs, spans = input_documents(x, windowing, sample_rate=sample_rate, video_fps=video_fps, index=i,
+                                      image_side=image_side)
         docs = _checked(docs, modalities, f"input {i}")
         if spans is None:
             out.append(Decoded(list(docs)))
@@ -198,7 +203,8 @@ def decode_whole(job: tuple[int, Any], *, windowing: Windowing | None, sample_ra
     from omniembed.tokenization.inputs import squared
 
     index, x = job
-    docs, spans = input_documents(x, windowing, sample_rate=sample_rate, video_fps=video_fps, index=index)
+    docs, spans = input_documents(x, windowing, sample_rate=sample_rate, video_fps=video_fps, index=index,
+                                  image_side=square[0] if square else None)
     try:
         first = list(_checked(itertools.islice(docs, 1), modalities, f"input {index}"))
     finally:
@@ -250,10 +256,11 @@ def encode_decoded(decoded: list[Decoded], document_tokenizer, *, max_tokens: in
 
 
 def encode_inputs(inputs: list, document_tokenizer, *, max_tokens: int, windowing: Windowing | None,
-                  sample_rate: int, video_fps: float, modalities, prepare=None) -> list[Encoded]:
+                  sample_rate: int, video_fps: float, modalities, prepare=None,
+                  image_side: int | None = None) -> list[Encoded]:
     """decode_inputs then encode_decoded."""
     decoded = decode_inputs(inputs, windowing, document_tokenizer, max_tokens=max_tokens, sample_rate=sample_rate,
-                            video_fps=video_fps, modalities=modalities)
+                            video_fps=video_fps, modalities=modalities, image_side=image_side)
     return encode_decoded(decoded, document_tokenizer, max_tokens=max_tokens, prepare=prepare)
 
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from omniembed.data.manifest import Document, Item, media_of
 from omniembed.errors import ManifestError, MediaError
 from omniembed.tokenization.document import DocumentTokenizer, TextSegment
-from omniembed.tokenization.inputs import media_segment
+from omniembed.tokenization.inputs import image_side, media_segment
 from omniembed.tokenization.windows import Windowing, input_documents
 from omniembed.media.pool import fork_pool, worth_forking
 
@@ -152,6 +152,7 @@ class _Tokenize:
     def __init__(self, doc_tok: DocumentTokenizer, sample_rate: int, video_fps: float,
                  windowing: Windowing | None = None):
         self.doc, self.rate, self.fps, self.windowing = doc_tok, sample_rate, video_fps, windowing
+        self.side = image_side(doc_tok.image)
         self.cache: dict[str, tuple | MediaError] = {}
 
     def encode_media(self, media, whole: bool = False) -> tuple[list[np.ndarray], list | None]:
@@ -159,10 +160,10 @@ class _Tokenize:
         if not whole and self.windowing is not None and self.windowing.spec(media.modality) is not None:
             src = media.source if media.data is None and not media.is_url else media.read_bytes()
             docs, spans = input_documents({media.modality: src}, self.windowing, sample_rate=self.rate,
-                                          video_fps=self.fps)
+                                          video_fps=self.fps, image_side=self.side)
             blocks = [np.asarray(self.doc.encode(d, bos=False, eos=False), dtype=np.int64) for d in docs]
             return blocks, [list(s) for s in spans] if spans else None
-        seg = media_segment(media, self.rate, self.fps)
+        seg = media_segment(media, self.rate, self.fps, self.side)
         return [np.asarray(self.doc.encode([seg], bos=False, eos=False), dtype=np.int64)], None
 
     def media(self, media) -> tuple[list[np.ndarray], list | None]:

@@ -191,15 +191,21 @@ class MonoResampler:
 BLOCK_FRAMES = 1 << 16  # input frames per resampler call
 
 # FFmpeg's sample formats as numpy sees them (frame.to_ndarray), and the scale FFmpeg uses to make them float
+_DTYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "flt": np.float32, "dbl": np.float64}
 _INT_SCALE = {"s16": 2.0 ** -15, "s32": 2.0 ** -31, "s64": 2.0 ** -63}
 
 
 def planar_float(frame: av.AudioFrame) -> np.ndarray:
     """A decoded frame's samples as (channels, n) float32, scaled as FFmpeg converts them to float."""
     fmt = frame.format
-    arr = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
+    channels = len(frame.layout.channels)
+    dtype = _DTYPES.get(fmt.packed.name)
+    if fmt.is_planar and dtype is not None:  # straight from the planes: to_ndarray stacks them in Python
+        arr = np.stack([np.frombuffer(p, dtype=dtype, count=frame.samples) for p in frame.planes[:channels]])
+    else:
+        arr = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
     if not fmt.is_planar:
-        arr = arr.reshape(-1, len(frame.layout.channels)).T
+        arr = arr.reshape(-1, channels).T
     base = fmt.packed.name
     if base == "flt":
         return arr if arr.dtype == np.float32 else arr.astype(np.float32)

@@ -2,22 +2,23 @@
 use, so that every core decodes.
 
 Two ways to start workers, one policy for how many:
-- DecodePool: persistent workers started by a fork server (a clean process, never a fork of a process running
-  gRPC or ONNX Runtime threads), created on first use. The runtime hands it large batches of encoded media
-  and gets decoded arrays back.
+- DecodePool: persistent worker processes of their own (omniembed.media.worker), started on first use. The
+  runtime hands them large batches of encoded media and gets decoded arrays back.
 - fork_pool: a multiprocessing Pool forked from the training stages, whose workers inherit what the parent
   has loaded (tokenizers, caches) instead of loading it again.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import contextlib
 import multiprocessing
 import os
+import pickle
+import queue
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures.process import BrokenProcessPool
 
 MAX_DEFAULT_WORKERS = 8
 
@@ -55,52 +56,146 @@ def fork_pool(processes: int, threads: int = 1):
     return multiprocessing.get_context("fork").Pool(processes, _set_torch_threads, (threads,))
 
 
-def _start_method() -> str:
-    methods = multiprocessing.get_all_start_methods()
-    return "forkserver" if "forkserver" in methods else "spawn"
-
-
 class DecodePool:
     """Persistent decoding workers (see the module docstring); `workers` <= 1 means decode in-process.
 
-    map() returns results in input order and raises the first input's exception as decoding in-process would.
-    A worker that dies (killed, out of memory) costs that batch a fresh pool, not the caller's process."""
+    Each worker is `python -m omniembed.media.worker`, fed pickled (function, items) chunks on its stdin: a
+    fresh interpreter that imports only what the jobs need, never the caller's script (multiprocessing's
+    spawn and fork-server start methods re-run an unguarded __main__ in every worker) and never a fork of a
+    process running gRPC or ONNX Runtime threads. map() returns results in input order and raises the first
+    failing input's exception, as decoding in-process would; a worker that dies (killed, out of memory)
+    costs its chunk a decode in this process and is replaced on the next call. Thread-safe: concurrent
+    map() calls share the workers."""
 
     def __init__(self, workers: int | None = None, min_batch: int = 2):
         self.workers = resolve_workers(workers)
         if self.workers < 0:
             raise ValueError(f"decode workers={workers}: must be >= 0")
         self.min_batch = max(2, min_batch)
-        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._started = 0
+        self._live: list[_Worker] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def worth(self, tasks: int) -> bool:
-        return self.workers > 1 and tasks >= self.min_batch
+        return self.workers > 1 and tasks >= self.min_batch and not self._closed
+
+    @property
+    def started(self) -> int:
+        """Workers started so far (replacements included)."""
+        return self._started
 
     def map(self, fn: Callable, items: Iterable) -> list:
         items = list(items)
-        chunksize = max(1, len(items) // (4 * self.workers))
+        if not items:
+            return []
+        n = min(self.workers, len(items))
+        bounds = [len(items) * k // n for k in range(n + 1)]
+        chunks = [items[bounds[k]:bounds[k + 1]] for k in range(n)]
+        sent = []
+        for chunk in chunks:
+            worker = self._acquire()
+            sent.append((worker, worker.send(fn, chunk) if worker else False, chunk))
+        out, error = [], None
+        for worker, ok, chunk in sent:
+            got = worker.receive() if ok else None
+            if got is None:  # no worker, or it died: this chunk here
+                if worker is not None:
+                    worker.kill()
+                got = [_call(fn, x) for x in chunk]
+            else:
+                self._idle.put(worker)
+            for value in got:
+                if error is None and isinstance(value, _Failed):
+                    error = value.error
+                out.append(value)
+        if error is not None:
+            raise error
+        return out
+
+    def _acquire(self) -> "_Worker | None":
+        """An idle worker, a new one while fewer than `workers` are alive, else the next to come free."""
         try:
-            return list(self._pool().map(fn, items, chunksize=chunksize))
-        except BrokenProcessPool:
-            self._reset()
-            return [fn(x) for x in items]  # decode in-process this once; the next batch starts new workers
-
-    def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
         with self._lock:
-            if self._executor is None:
-                ctx = multiprocessing.get_context(_start_method())
-                self._executor = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx)
-            return self._executor
-
-    def _reset(self) -> None:
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+            self._live = [w for w in self._live if w.alive]
+            if not self._closed and len(self._live) < self.workers:
+                try:
+                    worker = _Worker.start()
+                except OSError:
+                    return None
+                self._started += 1
+                self._live.append(worker)
+                return worker
+        return self._idle.get()
 
     def close(self) -> None:
         with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            self._closed = True
+            live, self._live = list(self._live), []
+        for worker in live:
+            worker.stop()
+
+
+class _Failed:
+    """An input's exception, carried back in its place."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _call(fn: Callable, x):
+    try:
+        return fn(x)
+    except Exception as exc:  # re-raised by map() in input order
+        return _Failed(exc)
+
+
+class _Worker:
+    """One `python -m omniembed.media.worker` process and its pipes."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    @classmethod
+    def start(cls) -> "_Worker":
+        env = dict(os.environ, OMP_NUM_THREADS="1")  # the workers fill the CPUs, one thread each
+        from omniembed.media import worker  # the module each worker runs
+
+        proc = subprocess.Popen([sys.executable, "-m", worker.__name__], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, env=env)
+        return cls(proc)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, fn: Callable, chunk: list) -> bool:
+        try:
+            pickle.dump((fn, chunk), self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.proc.stdin.flush()
+            return True
+        except (OSError, pickle.PicklingError, AttributeError, TypeError):
+            return False
+
+    def receive(self) -> list | None:
+        try:
+            return pickle.load(self.proc.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return None
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()

@@ -163,6 +163,9 @@ class _Worker:
     @classmethod
     def start(cls) -> "_Worker":
         env = dict(os.environ, OMP_NUM_THREADS="1")  # the workers fill the CPUs, one thread each
+        # this very omniembed, also when it runs from a source tree rather than an install
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         from omniembed.media import worker  # the module each worker runs
 
         proc = subprocess.Popen([sys.executable, "-m", worker.__name__], stdin=subprocess.PIPE,

@@ -96,6 +96,9 @@ def test_corrupt_media_is_invalid_argument_naming_the_item_and_the_server_stays_
         (["fine", {"audio": b"RIFF\x00\x00garbage"}], "items[1] (audio)"),
         ([["caption", {"video": b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 40}]], "items[0].document.segments[1] (video)"),
         ([{"image": media["audio"]}], "items[0] (image)"),  # a WAV sent as an image
+        # several media items: decoded together by the decoding workers, the bad one still named
+        ([{"image": media["image"]}, {"audio": media["audio"]}, {"video": media["video"]}, {"image": broken_png}],
+         "items[3] (image)"),
     ):
         with pytest.raises(grpc.RpcError) as info:
             client.embed(items)

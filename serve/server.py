@@ -57,6 +57,7 @@ class ServerConfig:
     workers: int = 32                  # handler threads = concurrent RPCs in progress
     metrics_port: int | None = None    # Prometheus /metrics over HTTP; 0 picks a free port
     grace_s: float = 10.0              # shutdown waits this long for in-flight RPCs
+    default_deadline_s: float = 300.0  # the longest a call without a deadline (or a longer one) waits for embedding
 
 
 def _code_of(exc: Exception) -> tuple[Code, str]:
@@ -107,9 +108,13 @@ def _streaming(method):
     return wrapper
 
 
-def _deadline(context) -> float | None:
+def _deadline(context, default_s: float) -> float:
+    """The request's deadline on the monotonic clock; a call without one (most gRPC clients' default: gRPC
+    then reports a remaining time of centuries) gets the server's own limit, `default_s`."""
     left = context.time_remaining()
-    return None if left is None else time.monotonic() + left
+    if left is None or not left < default_s:
+        left = default_s
+    return time.monotonic() + max(0.0, left)
 
 
 class Servicer(pb2_grpc.OmniEmbedServicer):
@@ -150,7 +155,7 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
                 self._direct_calls += 1
             self.metrics.batch_items.observe(len(docs))
             return np.asarray(model.embed(docs, dim), dtype=np.float32)
-        deadline = _deadline(context)
+        deadline = _deadline(context, self.config.default_deadline_s)
         future = self.batcher.submit(dim, docs, deadline)
         try:
             return future.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))

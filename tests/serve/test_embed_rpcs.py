@@ -16,6 +16,7 @@ from omniembed.media import encode_audio, encode_image, encode_video
 from omniembed.serve import Client
 from omniembed.serve.embedding import ModelEmbedder
 from omniembed.serve.server import Server
+from omniembed.serve.stubs import pb2, pb2_grpc
 
 TOKEN = "embed-token"
 
@@ -238,3 +239,18 @@ def test_sigterm_lets_an_in_flight_embedding_upsert_finish_and_persists_it(tiny_
     assert done.get("n") == n  # acknowledged although shutdown began while it ran
     with Index.open(index_dir) as index:
         assert len(index) == n
+
+
+def test_calls_without_a_deadline_get_the_servers_limit_not_an_error(make_model_server, media):
+    # most gRPC clients send no deadline; gRPC then reports centuries remaining
+    server = make_model_server()
+    auth = [("authorization", f"Bearer {TOKEN}")]
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb2_grpc.OmniEmbedStub(channel)
+        items = [pb2.Item(text="a red square"), pb2.Item(image=media["image"]), pb2.Item(audio=media["audio"])]
+        reply = stub.Embed(pb2.EmbedRequest(items=items), metadata=auth)
+        assert len(reply.vectors) == 3
+        streamed = list(stub.EmbedStream(iter([pb2.EmbedRequest(items=items[:1])]), metadata=auth))
+        assert len(streamed) == 1
+        found = stub.Search(pb2.SearchRequest(item=pb2.Item(text="a red square"), k=1), metadata=auth)
+        assert found is not None

@@ -82,6 +82,18 @@ class TextTokenizer:
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size()
 
+    @property
+    def longest_token_chars(self) -> int:
+        """The most characters one token can cover (its byte-level string: a character is at least a byte)."""
+        if not hasattr(self, "_longest"):
+            self._longest = max((len(t) for t in self._tok.get_vocab()), default=1)
+        return self._longest
+
+    def chars_for(self, n_ids: int) -> int:
+        """A prefix length in characters past which no text's first `n_ids` ids can reach: cutting a text there
+        leaves those ids as they were (the token across the cut starts after them)."""
+        return (n_ids + 2) * self.longest_token_chars
+
     def encode(self, text: str) -> list[int]:
         if not isinstance(text, str):
             raise TypeError(f"TextTokenizer.encode expects str, got {type(text).__name__}")

@@ -229,10 +229,25 @@ def _encode_documents(docs, document_tokenizer, max_tokens: int) -> tuple[list[l
 
     ids, cut = [], 0
     for d in docs:
+        d = _cut_long_text(d, document_tokenizer, max_tokens)
         full = document_tokenizer.encode(d, bos=True, eos=True, embed=True)
         ids.append(cut_for_embedding(full, max_tokens))
         cut = max(cut, len(full) - len(ids[-1]))
     return ids, cut
+
+
+def _cut_long_text(doc: list, document_tokenizer, max_tokens: int) -> list:
+    """Text far longer than the window cut by characters before BPE, at a point past which no id could still fit:
+    the same ids, without tokenizing megabytes that are then thrown away (the GIL held all the while)."""
+    from omniembed.tokenization.document import TextSegment
+
+    text = getattr(document_tokenizer, "text", None)
+    if text is None or not hasattr(text, "chars_for"):
+        return doc
+    limit = text.chars_for(max_tokens)
+    if not any(isinstance(s, TextSegment) and len(s.text) > limit for s in doc):
+        return doc
+    return [TextSegment(s.text[:limit]) if isinstance(s, TextSegment) and len(s.text) > limit else s for s in doc]
 
 
 def encode_decoded(decoded: list[Decoded], document_tokenizer, *, max_tokens: int, prepare=None) -> list[Encoded]:

@@ -107,3 +107,22 @@ def test_asking_for_a_variant_the_bundle_lacks_names_the_export_flag(tiny_bundle
         Embedder.load(copy, variant="int8")
     with pytest.raises(ConfigError, match="variant"):
         Embedder.load(copy, variant="int4")
+
+
+def test_a_huge_text_is_cut_by_characters_first_with_the_ids_of_tokenizing_it_whole(emb, texts):
+    from omniembed.tokenization.document import TextSegment, cut_for_embedding
+
+    huge = " ".join(texts) * 400  # far past the window: megabyte-scale texts are cut before BPE
+    limit = emb.document.text.chars_for(emb.max_tokens)
+    assert len(huge) > 10 * limit
+    whole = cut_for_embedding(emb.document.encode([TextSegment(huge)], bos=True, eos=True, embed=True), emb.max_tokens)
+    (encoded,) = emb.encode([huge])
+    assert encoded.ids == [whole] and encoded.cut > 0
+
+
+def test_only_the_prefix_that_can_fit_is_tokenized(emb, texts, monkeypatch):
+    seen = []
+    real = emb.document.text.encode
+    monkeypatch.setattr(emb.document.text, "encode", lambda text: seen.append(len(text)) or real(text))
+    emb.encode([" ".join(texts) * 400])
+    assert seen and max(seen) <= emb.document.text.chars_for(emb.max_tokens)

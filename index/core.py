@@ -612,13 +612,32 @@ def _save_npy(path: str, array: np.ndarray) -> None:
         np.save(f, np.ascontiguousarray(array))
 
 
+MAX_ID_BYTES = 512
+
+
+def id_problem(item_id) -> str | None:
+    """What is wrong with an id, or None. The rule: a non-empty str of at most MAX_ID_BYTES bytes in UTF-8,
+    without control characters (C0, DEL, C1: NUL and newlines break logs and exports, and the index keeps
+    U+001F for its window rows). Otherwise ids are opaque: "a/b" and "../x" are fine, never used as paths."""
+    if not isinstance(item_id, str) or not item_id:
+        return "must be a non-empty string"
+    size = len(item_id.encode("utf-8", "surrogatepass"))
+    if size > MAX_ID_BYTES:
+        return f"is {size} bytes, over the limit of {MAX_ID_BYTES}"
+    bad = next((c for c in item_id if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        return f"holds the control character {bad!r} (U+{ord(bad):04X}), which ids may not contain"
+    return None
+
+
 def _check_ids(ids: Iterable[str], allow_duplicates: bool = False) -> list[str]:
     if isinstance(ids, str):
         raise IndexInputError("ids must be a list of strings, got a single string")
     ids = list(ids)
     for i in ids:
-        if not isinstance(i, str) or not i:
-            raise IndexInputError(f"id {i!r} must be a non-empty string")
+        problem = id_problem(i)
+        if problem:
+            raise IndexInputError(f"id {_short(i)} {problem}")
     if not allow_duplicates and len(set(ids)) != len(ids):
         seen, dup = set(), None
         for i in ids:
@@ -628,6 +647,11 @@ def _check_ids(ids: Iterable[str], allow_duplicates: bool = False) -> list[str]:
             seen.add(i)
         raise IndexInputError(f"id {dup!r} appears twice in one call")
     return ids
+
+
+def _short(item_id) -> str:
+    text = repr(item_id)
+    return text if len(text) <= 80 else text[:60] + "..." + text[-10:]
 
 
 def _resolve_adaptive(value, default: Adaptive, dim: int) -> Adaptive:

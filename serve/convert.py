@@ -214,4 +214,15 @@ def check_ids(ids, where: str) -> list[str]:
     for j, i in enumerate(ids):
         if not i:
             raise invalid(f"{where}[{j}] is an empty string")
+        check_id(i, f"{where}[{j}]")
     return ids
+
+
+def check_id(item_id: str, where: str) -> str:
+    """The index's id rule (omniembed.index.core.id_problem), reported against the request field."""
+    from omniembed.index.core import id_problem
+
+    problem = id_problem(item_id)
+    if problem:
+        raise invalid(f"{where} {problem}")
+    return item_id

@@ -251,6 +251,7 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
             where = f"items[{j}]"
             if not it.id:
                 raise invalid(f"{where}.id is empty")
+            cv.check_id(it.id, f"{where}.id")
             source = it.WhichOneof("source")
             meta = cv.metadata_from_message(it.metadata, f"{where}.metadata")
             if source is None:

@@ -203,3 +203,15 @@ def test_create_refuses_a_non_empty_directory_and_unknown_parameters(tmp_path):
         Index.create(tmp_path / "new", 8, "hnsw", nlist=3)
     with pytest.raises(IndexInputError, match="metric 'l2'"):
         Index.create(tmp_path / "new2", 8, metric="l2")
+
+
+def test_the_id_rule_is_enforced_by_the_index_itself(tmp_path):
+    from omniembed.index import Index, IndexInputError
+
+    index = Index.create(tmp_path / "ix", dim=4)
+    for bad in ("", "a\x00", "tab\there", "del\x7f", "c1\x85", "x" * 513, "é" * 257):
+        with pytest.raises(IndexInputError, match="id "):
+            index.upsert([bad], np.ones((1, 4), np.float32))
+    index.upsert(["x" * 512, "é" * 256, "../x"], np.ones((3, 4), np.float32))
+    assert index.stats()["count"] == 3
+    index.close()

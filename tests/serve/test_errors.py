@@ -199,3 +199,24 @@ def test_the_server_listens_on_this_machine_only_unless_told_otherwise():
     from omniembed.serve.__main__ import build_parser
 
     assert build_parser().parse_args(["--index", "ix"]).host == "127.0.0.1"
+
+
+@pytest.mark.parametrize("bad,problem", [
+    ("a\x00b", "holds the control character '\\x00' (U+0000)"),
+    ("line\nbreak", "holds the control character '\\n' (U+000A)"),
+    ("x" * (1 << 20), "is 1048576 bytes, over the limit of 512"),
+])
+def test_ids_with_control_characters_or_over_512_bytes_are_refused_naming_the_field(client, bad, problem):
+    item = pb2.UpsertItem(id=bad, vector=pb2.Vector(values=[1.0] * DIM))
+    code, msg = _status(client._call, "Upsert", pb2.UpsertRequest(items=[pb2.UpsertItem(
+        id="fine", vector=pb2.Vector(values=[1.0] * DIM)), item]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith(f"items[1].id {problem}")
+    code, msg = _status(client._call, "Get", pb2.GetRequest(ids=["fine", bad]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith(f"ids[1] {problem}")
+    assert client.get(["fine"], missing_ok=True) == []  # nothing of the refused upsert was stored
+    assert client.health() == "SERVING"
+
+
+def test_ids_are_opaque_strings_so_path_like_ones_are_fine(client):
+    client.upsert(["../etc/passwd", "a/b", "ünï ∞"], unit_vectors(3))
+    assert sorted(h.id for h in client.get(["../etc/passwd", "a/b", "ünï ∞"])) == ["../etc/passwd", "a/b", "ünï ∞"]

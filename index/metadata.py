@@ -38,6 +38,30 @@ _SEGMENT_COLUMNS = (("parent", "TEXT"), ("span_start", "REAL"), ("span_end", "RE
 SEGMENT_SEP = "\x1f"  # ids cannot hold control characters, so a window's id never collides with an item's
 _FIELD = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 _SCALARS = (str, int, float, bool, type(None))
+# What the filter language can compare, so what a payload may store: 64-bit integers, finite floats, strings,
+# booleans and null, in objects and lists nested at most MAX_DEPTH deep, MAX_PAYLOAD_BYTES as JSON.
+MAX_DEPTH = 32
+MAX_PAYLOAD_BYTES = 64 * 1024
+INT64 = (-(1 << 63), (1 << 63) - 1)
+MAX_FILTER_VALUES = 128  # values over all of a filter's terms (each is a few SQL parameters)
+
+
+def check_payload_value(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse what a payload may not hold (see MAX_DEPTH above), naming the place."""
+    if depth > MAX_DEPTH:
+        raise IndexInputError(f"{where}: nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise IndexInputError(f"{where}: integer {value} is outside the 64-bit range filters compare")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_payload_value(v, f"{where}.{k}", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_payload_value(v, f"{where}[{i}]", depth + 1)
 
 
 def clean_metadata(meta: dict | None, where: str) -> dict:
@@ -54,10 +78,13 @@ def clean_metadata(meta: dict | None, where: str) -> dict:
             raise IndexInputError(f"{where}: metadata {key!r} must be a string")
     if not isinstance(out["payload"], dict):
         raise IndexInputError(f"{where}: metadata payload must be a JSON object (dict)")
+    check_payload_value(out["payload"], f"{where}: payload")
     try:
-        json.dumps(out["payload"], allow_nan=False)
+        size = len(json.dumps(out["payload"], allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise IndexInputError(f"{where}: payload is not JSON-serialisable: {exc}") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise IndexInputError(f"{where}: payload is {size} bytes as JSON, over the limit of {MAX_PAYLOAD_BYTES}")
     return out
 
 
@@ -91,7 +118,9 @@ def compile_filter(flt: dict) -> tuple[str, list[Any]]:
         ors = []
         for v in _as_list(value, f"filter payload {field}"):
             if not isinstance(v, _SCALARS):
-                raise IndexInputError(f"filter payload {field}: value {v!r} is not a JSON scalar")
+                raise IndexInputError(f"filter payload {field}: value {_brief(v)} is not a JSON scalar")
+            if isinstance(v, int) and not isinstance(v, bool) and not INT64[0] <= v <= INT64[1]:
+                raise IndexInputError(f"filter payload {field}: integer {v} is outside the 64-bit range filters compare")
             # json_extract maps true/false to 1/0 and null to NULL, so those compare by JSON type instead.
             if v is None:
                 ors.append("json_type(payload, ?) = 'null'")
@@ -104,6 +133,8 @@ def compile_filter(flt: dict) -> tuple[str, list[Any]]:
                 kinds = ("text",) * 3 if isinstance(v, str) else ("integer", "real", "real")
                 params.extend([path, v, path, *kinds])
         clauses.append("(" + " OR ".join(ors) + ")")
+    if len(params) > 6 * MAX_FILTER_VALUES:
+        raise IndexInputError(f"filter has too many terms and values (at most {MAX_FILTER_VALUES} values in all)")
     return (" AND ".join(clauses) or "1"), params
 
 
@@ -112,8 +143,15 @@ def _as_list(value: Any, where: str) -> list:
         values = list(value)
         if not values:
             raise IndexInputError(f"{where}: empty list matches nothing; leave the key out instead")
+        if len(values) > MAX_FILTER_VALUES:
+            raise IndexInputError(f"{where}: {len(values)} values, over the limit of {MAX_FILTER_VALUES}")
         return values
     return [value]
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:70] + "..."
 
 
 class MetadataStore:

@@ -200,11 +200,16 @@ def filter_to_message(flt: dict | None) -> "pb2.Filter | None":
                       payload_json=json.dumps(flt["payload"]) if flt.get("payload") else "")
 
 
+from omniembed.index.metadata import MAX_DEPTH  # noqa: E402  (the index's limits are the service's)
+
+
 def _json(text: str, where: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise invalid(f"{where} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise invalid(f"{where} is nested too deeply (the limit is {MAX_DEPTH} levels)") from None
 
 
 def check_ids(ids, where: str) -> list[str]:

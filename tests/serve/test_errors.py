@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 
+import json
+
 import grpc
 import numpy as np
 import pytest
@@ -220,3 +222,35 @@ def test_ids_with_control_characters_or_over_512_bytes_are_refused_naming_the_fi
 def test_ids_are_opaque_strings_so_path_like_ones_are_fine(client):
     client.upsert(["../etc/passwd", "a/b", "ünï ∞"], unit_vectors(3))
     assert sorted(h.id for h in client.get(["../etc/passwd", "a/b", "ünï ∞"])) == ["../etc/passwd", "a/b", "ünï ∞"]
+
+
+def _deep(n: int) -> str:
+    return '{"a":' * n + "1" + "}" * n
+
+
+@pytest.mark.parametrize("payload,problem", [
+    (_deep(1000), "is nested too deeply"),
+    (_deep(40), "nested more than 32 levels deep"),
+    ('{"n": 1000000000000000000000000000000}', "outside the 64-bit range filters compare"),
+    ('{"blob": "' + "x" * 70000 + '"}', "over the limit of 65536"),
+])
+def test_payloads_the_filters_cannot_compare_or_that_are_too_deep_or_large_are_refused(client, payload, problem):
+    item = pb2.UpsertItem(id="p", vector=pb2.Vector(values=[1.0] * DIM), metadata=pb2.Metadata(payload_json=payload))
+    code, msg = _status(client._call, "Upsert", pb2.UpsertRequest(items=[item]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and problem in msg, msg
+    assert client.health() == "SERVING"
+
+
+@pytest.mark.parametrize("flt,problem", [
+    (pb2.Filter(payload_json=_deep(1000)), "is nested too deeply"),
+    (pb2.Filter(payload_json='{"n": 1000000000000000000000000000000}'), "outside the 64-bit range"),
+    (pb2.Filter(payload_json=json.dumps({"n": list(range(999))})), "999 values, over the limit of 128"),
+    (pb2.Filter(modality=[f"m{i}" for i in range(999)]), "999 values, over the limit of 128"),
+    (pb2.Filter(payload_json=json.dumps({f"f{i}": list(range(100)) for i in range(20)})), "too many terms"),
+])
+def test_filters_too_deep_too_large_or_out_of_range_are_invalid_argument(client, flt, problem):
+    client.upsert(["a"], unit_vectors(1))
+    request = pb2.SearchRequest(vector=pb2.Vector(values=[1.0] * DIM), k=1, filter=flt)
+    code, msg = _status(client._call, "Search", request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and problem in msg, msg
+    assert client.health() == "SERVING"

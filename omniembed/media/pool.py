@@ -90,17 +90,24 @@ class DecodePool:
         items = list(items)
         if not items:
             return []
-        n = min(self.workers, len(items))
+        # Workers are taken without waiting, except the first: a call never holds some while it waits for
+        # more, so concurrent calls cannot deadlock on each other; it splits its items over what it got.
+        workers = [self._acquire(wait=True)]
+        while len(workers) < min(self.workers, len(items)):
+            more = self._acquire(wait=False)
+            if more is None:
+                break
+            workers.append(more)
+        n = len(workers)
         bounds = [len(items) * k // n for k in range(n + 1)]
-        chunks = [items[bounds[k]:bounds[k + 1]] for k in range(n)]
         sent = []
-        for chunk in chunks:
-            worker = self._acquire()
-            sent.append((worker, worker.send(fn, chunk) if worker else False, chunk))
+        for k, worker in enumerate(workers):
+            chunk = items[bounds[k]:bounds[k + 1]]
+            sent.append((worker, worker is not None and worker.send(fn, chunk), chunk))
         out, error = [], None
         for worker, ok, chunk in sent:
             got = worker.receive() if ok else None
-            if got is None:  # no worker, or it died: this chunk here
+            if got is None or len(got) != len(chunk):  # no worker, or it died: this chunk here
                 if worker is not None:
                     worker.kill()
                 got = [_call(fn, x) for x in chunk]
@@ -114,8 +121,9 @@ class DecodePool:
             raise error
         return out
 
-    def _acquire(self) -> "_Worker | None":
-        """An idle worker, a new one while fewer than `workers` are alive, else the next to come free."""
+    def _acquire(self, wait: bool) -> "_Worker | None":
+        """An idle worker, else a new one while fewer than `workers` are alive, else (wait) the next to come
+        free; None when none can be had."""
         try:
             return self._idle.get_nowait()
         except queue.Empty:
@@ -130,6 +138,8 @@ class DecodePool:
                 self._started += 1
                 self._live.append(worker)
                 return worker
+            if self._closed or not wait:
+                return None
         return self._idle.get()
 
     def close(self) -> None:

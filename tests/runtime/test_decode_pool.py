@@ -75,3 +75,28 @@ def test_a_worker_that_dies_costs_the_batch_a_fresh_pool_not_the_caller():
 
 def test_no_workers_means_decoding_here():
     assert not DecodePool(0).worth(100) and not DecodePool(1).worth(100) and DecodePool(2).worth(2)
+
+
+def test_concurrent_batches_share_the_workers_without_deadlock():
+    import threading
+
+    pool = DecodePool(2)
+    results, errors = {}, []
+
+    def run(t):
+        try:
+            results[t] = [pool.map(abs, list(range(-40, 0))) for _ in range(5)]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(6)]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=120)
+        assert not any(th.is_alive() for th in threads) and not errors
+        assert all(r == [list(range(40, 0, -1))] * 5 for r in results.values()) and len(results) == 6
+        assert pool.started <= 2
+    finally:
+        pool.close()

@@ -200,15 +200,14 @@ def filter_to_message(flt: dict | None) -> "pb2.Filter | None":
                       payload_json=json.dumps(flt["payload"]) if flt.get("payload") else "")
 
 
-from omniembed.index.metadata import MAX_DEPTH  # noqa: E402  (the index's limits are the service's)
-
-
 def _json(text: str, where: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise invalid(f"{where} is not valid JSON: {exc}") from None
     except RecursionError:
+        from omniembed.index.metadata import MAX_DEPTH  # server side only: the client installs without the index
+
         raise invalid(f"{where} is nested too deeply (the limit is {MAX_DEPTH} levels)") from None
 
 
@@ -224,8 +223,8 @@ def check_ids(ids, where: str) -> list[str]:
 
 
 def check_id(item_id: str, where: str) -> str:
-    """The index's id rule (omniembed.index.core.id_problem), reported against the request field."""
-    from omniembed.index.core import id_problem
+    """The index's id rule (omniembed.hits.id_problem), reported against the request field."""
+    from omniembed.hits import id_problem
 
     problem = id_problem(item_id)
     if problem:

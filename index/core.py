@@ -20,7 +20,7 @@ from omniembed.hits import Hit, StoredItem, id_problem
 
 from . import records, snapshot as snap
 from .ann import AnnIndex, gpu_available, resolve_params
-from .errors import IndexClosedError, IndexCorruptError, IndexInputError
+from .errors import IndexClosedError, IndexCorruptError, IndexInputError, brief
 from .lock import RWLock
 from .matryoshka import exact_topk, normalize, rerank, truncate
 from .metadata import SEGMENT_SEP, MetadataStore, clean_metadata
@@ -619,7 +619,7 @@ def _check_ids(ids: Iterable[str], allow_duplicates: bool = False) -> list[str]:
     for i in ids:
         problem = id_problem(i)
         if problem:
-            raise IndexInputError(f"id {_short(i)} {problem}")
+            raise IndexInputError(f"id {brief(i)} {problem}")
     if not allow_duplicates and len(set(ids)) != len(ids):
         seen, dup = set(), None
         for i in ids:
@@ -629,11 +629,6 @@ def _check_ids(ids: Iterable[str], allow_duplicates: bool = False) -> list[str]:
             seen.add(i)
         raise IndexInputError(f"id {dup!r} appears twice in one call")
     return ids
-
-
-def _short(item_id) -> str:
-    text = repr(item_id)
-    return text if len(text) <= 80 else text[:60] + "..." + text[-10:]
 
 
 def _resolve_adaptive(value, default: Adaptive, dim: int) -> Adaptive:

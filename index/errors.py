@@ -22,5 +22,11 @@ class IndexInputError(OmniEmbedError, ValueError):
     """An argument to the index was malformed: wrong shape, non-finite vector, bad id, bad filter."""
 
 
+def brief(value) -> str:
+    """repr(value) for an error message, shortened when a client sent something huge."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + "..." + text[-10:]
+
+
 class IndexClosedError(OmniEmbedError, RuntimeError):
     """A write or snapshot reached an index that was closed (a server shutting down): not the caller's input."""

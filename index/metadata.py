@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import IndexInputError
+from .errors import IndexInputError, brief
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -118,7 +118,7 @@ def compile_filter(flt: dict) -> tuple[str, list[Any]]:
         ors = []
         for v in _as_list(value, f"filter payload {field}"):
             if not isinstance(v, _SCALARS):
-                raise IndexInputError(f"filter payload {field}: value {_brief(v)} is not a JSON scalar")
+                raise IndexInputError(f"filter payload {field}: value {brief(v)} is not a JSON scalar")
             if isinstance(v, int) and not isinstance(v, bool) and not INT64[0] <= v <= INT64[1]:
                 raise IndexInputError(f"filter payload {field}: integer {v} is outside the 64-bit range filters compare")
             # json_extract maps true/false to 1/0 and null to NULL, so those compare by JSON type instead.
@@ -147,11 +147,6 @@ def _as_list(value: Any, where: str) -> list:
             raise IndexInputError(f"{where}: {len(values)} values, over the limit of {MAX_FILTER_VALUES}")
         return values
     return [value]
-
-
-def _brief(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:70] + "..."
 
 
 class MetadataStore:

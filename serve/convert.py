@@ -14,6 +14,8 @@ from typing import Any
 import grpc
 import numpy as np
 
+from omniembed.hits import id_problem
+
 from .stubs import pb2
 
 MEDIA_KINDS = ("image", "audio", "video")
@@ -224,8 +226,6 @@ def check_ids(ids, where: str) -> list[str]:
 
 def check_id(item_id: str, where: str) -> str:
     """The index's id rule (omniembed.hits.id_problem), reported against the request field."""
-    from omniembed.hits import id_problem
-
     problem = id_problem(item_id)
     if problem:
         raise invalid(f"{where} {problem}")

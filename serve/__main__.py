@@ -33,9 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-mb", type=float, default=64)
     p.add_argument("--max-items", type=int, default=1024, help="items per unary Embed/Upsert call")
     p.add_argument("--max-batch", type=int, default=32, help="items per model call (micro-batch)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a micro-batch waits to fill")
+    p.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long a micro-batch under concurrent load waits for more work (default 0: a batch is "
+                   "what queued while the last model call ran)")
+    p.add_argument("--max-search-batch", type=int, default=64, help="vector queries merged into one index search")
     p.add_argument("--no-batching", action="store_true", help="run each request's embeds on its own")
-    p.add_argument("--workers", type=int, default=32, help="handler threads")
+    p.add_argument("--workers", type=int, default=8,
+                   help="threads that decode, tokenize and call the index (calls waiting on clients hold none)")
+    p.add_argument("--max-calls", type=int, default=256,
+                   help="calls in progress beyond this are refused with RESOURCE_EXHAUSTED (Stats and health excepted)")
+    p.add_argument("--stream-idle-s", type=float, default=60.0,
+                   help="a request stream that sends nothing this long is closed (DEADLINE_EXCEEDED)")
+    p.add_argument("--default-deadline-s", type=float, default=300.0,
+                   help="the longest a call waits when its client set no deadline (or a longer one)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
     p.add_argument("--decode-workers", type=int, help="processes decoding requests of two or more media items "
                    "(default one per CPU, up to 8; 0: decode in the request's thread)")
@@ -72,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host, port=args.port, token=args.token or None, tls_cert=args.tls_cert, tls_key=args.tls_key,
             max_message_bytes=int(args.max_message_mb * (1 << 20)), max_items=args.max_items,
             batching=not args.no_batching, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-            workers=args.workers, metrics_port=args.metrics_port, grace_s=args.grace)
+            max_search_batch=args.max_search_batch, workers=args.workers, max_calls=args.max_calls,
+            stream_idle_s=args.stream_idle_s, default_deadline_s=args.default_deadline_s,
+            metrics_port=args.metrics_port, grace_s=args.grace)
         server = Server(index, embedder, config).start()
     except (OmniEmbedError, OSError) as exc:
         print(f"omniembed serve: {exc}", file=sys.stderr)

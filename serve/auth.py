@@ -14,8 +14,8 @@ OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
 def _aborting_handler(kind: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    def abort(_request, context):
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+    async def abort(_request, context):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
     # The refusing handler must have the same streaming shape as the real one.
     if kind.request_streaming and kind.response_streaming:
@@ -27,14 +27,14 @@ def _aborting_handler(kind: grpc.RpcMethodHandler, message: str) -> grpc.RpcMeth
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-class BearerTokenInterceptor(grpc.ServerInterceptor):
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str):
         if not token:
             raise ValueError("an empty token would accept every caller; leave auth off instead")
         self._expected = token.encode()
 
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
             return handler
         values = [v for k, v in handler_call_details.invocation_metadata or () if k == "authorization"]

@@ -1,10 +1,11 @@
-"""Dynamic micro-batching: embed work from concurrent requests is merged into one model call.
+"""Dynamic micro-batching: work from concurrent requests is merged into one call (the model's, or FAISS's).
 
-One worker thread takes the first waiting job, then keeps collecting jobs until `max_batch` items are
-waiting or `max_wait_s` has passed since that first job, and runs one call per distinct key (the embed
-dim). It waits only while requests arrive together (the previous model call served more than one job):
-a lone client pays no batching delay, and work queued during a model call joins the next call anyway. A model call costs little more for 16 items than for 1 on a CPU with idle lanes, so under
-concurrent load this trades up to `max_wait_s` of latency for throughput.
+One worker thread takes every job waiting (up to `max_batch` items) and runs one call per distinct key (the
+embed dim; a search's k, dim and filter). Work that arrives while a call runs joins the next one, so under
+concurrent load batches form by themselves and a lone client pays no batching delay. With `max_wait_s` > 0
+the worker also waits up to that long for more jobs when the previous call served more than one job; by
+default it does not (a closed-loop client sends its next request only after its answer, so waiting for
+company that cannot come only adds latency).
 
 Jobs carry their request's deadline; a job whose deadline passed, or whose caller gave up, is dropped
 before the model sees it. When a merged call fails (one request's bad input), each job is retried alone
@@ -21,7 +22,7 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-RunFn = Callable[[Hashable, Sequence[Any]], np.ndarray]  # (key, inputs) -> (N, D) vectors
+RunFn = Callable[[Hashable, Sequence[Any]], Sequence[Any]]  # (key, inputs) -> one result per input (array rows)
 
 
 class BatcherClosed(RuntimeError):
@@ -37,10 +38,11 @@ class _Job:
 
 
 class MicroBatcher:
-    """`submit(key, inputs, deadline)` -> Future of an (len(inputs), D) array, run in merged batches."""
+    """`submit(key, inputs, deadline)` -> Future of len(inputs) results (an (N, D) array when `run` returns
+    arrays, else a list), run in merged batches."""
 
-    def __init__(self, run: RunFn, *, max_batch: int = 32, max_wait_s: float = 0.005,
-                 on_batch: Callable[[int], None] | None = None):
+    def __init__(self, run: RunFn, *, max_batch: int = 32, max_wait_s: float = 0.0,
+                 on_batch: Callable[[int], None] | None = None, name: str = "omniembed-batcher"):
         if max_batch < 1 or max_wait_s < 0:
             raise ValueError(f"max_batch must be >= 1 and max_wait_s >= 0, got {max_batch}, {max_wait_s}")
         self._run, self.max_batch, self.max_wait_s = run, max_batch, max_wait_s
@@ -51,7 +53,7 @@ class MicroBatcher:
         self.items = 0
         self.batches = 0
         self._last_jobs = 1  # jobs merged into the previous call: > 1 means concurrent load, worth waiting for
-        self._thread = threading.Thread(target=self._loop, name="omniembed-batcher", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, key: Hashable, inputs: Sequence[Any], deadline: float | None = None) -> Future:
@@ -141,16 +143,18 @@ class MicroBatcher:
             job.future.set_result(vectors[start : start + len(job.inputs)])
             start += len(job.inputs)
 
-    def _call(self, key: Hashable, inputs: list[Any]) -> np.ndarray:
+    def _call(self, key: Hashable, inputs: list[Any]) -> Sequence[Any]:
         out = []
         for start in range(0, len(inputs), self.max_batch):  # an oversize job runs in max_batch chunks
             chunk = inputs[start : start + self.max_batch]
-            vectors = np.asarray(self._run(key, chunk), dtype=np.float32)
-            if vectors.shape[0] != len(chunk):
-                raise RuntimeError(f"embedder returned {vectors.shape[0]} vectors for {len(chunk)} inputs")
-            out.append(vectors)
+            results = self._run(key, chunk)
+            if len(results) != len(chunk):
+                raise RuntimeError(f"batch call returned {len(results)} results for {len(chunk)} inputs")
+            out.append(results)
             self.items += len(chunk)
             self.batches += 1
             if self._on_batch:
                 self._on_batch(len(chunk))
-        return np.concatenate(out) if len(out) > 1 else out[0]
+        if len(out) == 1:
+            return out[0]
+        return np.concatenate(out) if isinstance(out[0], np.ndarray) else [r for part in out for r in part]

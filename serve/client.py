@@ -86,11 +86,16 @@ class Client:
                 time.sleep(pause)
 
     # ---- calls
-    def embed(self, items: Sequence[Any], dim: int = 0, *, timeout: float | None = None) -> np.ndarray:
-        """(len(items), dim) float32 L2-normalised vectors; dim 0 = the model's full dim."""
-        reply = self._call("Embed", pb2.EmbedRequest(items=[cv.item_from_python(i) for i in items], dim=dim), timeout)
+    def embed(self, items: Sequence[Any], dim: int = 0, *, encoding: str = "float32",
+              timeout: float | None = None):
+        """(len(items), dim) float32 L2-normalised vectors; dim 0 = the model's full dim.
+        encoding "int8": ((N, dim) int8 codes, (N,) float32 scales), vectors ~ codes * scales[:, None];
+        "binary": (N, ceil(dim / 8)) uint8 packed sign bits (rules: omniembed.codes)."""
+        request = pb2.EmbedRequest(items=[cv.item_from_python(i) for i in items], dim=dim,
+                                   encoding=_encoding(encoding))
+        reply = self._call("Embed", request, timeout)
         _warn_truncated(reply.truncated)
-        return _matrix(reply.vectors, reply.dim)
+        return cv.decoded_vectors(reply.vectors, reply.dim, reply.encoding)
 
     def embed_stream(self, items: Iterable[Any], dim: int = 0, *, chunk: int = 256,
                      timeout: float | None = None) -> np.ndarray:
@@ -177,9 +182,13 @@ def _is_vector(query: Any) -> bool:
 
 
 def _matrix(vectors, dim: int) -> np.ndarray:
-    if not vectors:
-        return np.zeros((0, dim), np.float32)
-    return np.asarray([v.values for v in vectors], dtype=np.float32)  # (N, dim)
+    return cv.decoded_vectors(vectors, dim, pb2.FLOAT32)
+
+
+def _encoding(name: str) -> int:
+    if name not in cv.ENCODINGS:
+        raise ValueError(f"encoding={name!r}: one of {sorted(cv.ENCODINGS)}")
+    return cv.ENCODINGS[name]
 
 
 def _chunks(values: Iterable[Any], size: int) -> Iterator[list]:

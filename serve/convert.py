@@ -63,7 +63,7 @@ def item_segments(item: "pb2.Item", where: str) -> list[RawSegment]:
 
 def _segment(kind: str, value: str | bytes, where: str) -> RawSegment:
     if kind == "text":
-        if not value.strip():
+        if not value or value.isspace():  # isspace stops at the first letter: no copy of a huge text
             raise invalid(f"{where}.text is empty or only whitespace")
     elif not value:
         raise invalid(f"{where}.{kind} has no bytes")
@@ -123,6 +123,37 @@ def vector_from_message(vec: "pb2.Vector", where: str, expected: int) -> np.ndar
 
 def vector_message(values: np.ndarray) -> "pb2.Vector":
     return pb2.Vector(values=np.asarray(values, dtype=np.float32).tolist())
+
+
+ENCODINGS = {"float32": 0, "int8": 1, "binary": 2}  # pb2.Encoding values by the name the Python client takes
+
+
+def encoded_vectors(vectors: np.ndarray, encoding: int) -> list:
+    """(N, D) float32 rows -> Vector messages in `encoding` (omniembed.codes has the rules)."""
+    from omniembed import codes
+
+    if encoding == pb2.FLOAT32:
+        return [vector_message(v) for v in vectors]
+    if encoding == pb2.INT8:
+        q, scales = codes.to_int8(vectors)
+        return [pb2.Vector(int8=row.tobytes(), scale=float(s)) for row, s in zip(q, scales)]
+    if encoding == pb2.BINARY:
+        return [pb2.Vector(bits=row.tobytes()) for row in codes.to_bits(vectors)]
+    raise invalid(f"encoding={encoding} is not one of FLOAT32 (0), INT8 (1), BINARY (2)")
+
+
+def decoded_vectors(vectors, dim: int, encoding: int):
+    """Client side: the Vector messages of an EmbedResponse -> float32 (N, dim); int8 -> ((N, dim) int8 codes,
+    (N,) float32 scales); binary -> (N, ceil(dim / 8)) uint8 sign bits."""
+    n = len(vectors)
+    if encoding == pb2.INT8:
+        codes = np.frombuffer(b"".join(v.int8 for v in vectors), np.int8).reshape(n, dim)
+        return codes, np.asarray([v.scale for v in vectors], np.float32)
+    if encoding == pb2.BINARY:
+        return np.frombuffer(b"".join(v.bits for v in vectors), np.uint8).reshape(n, (dim + 7) // 8)
+    if not n:
+        return np.zeros((0, dim), np.float32)
+    return np.asarray([v.values for v in vectors], dtype=np.float32)
 
 
 # ---- metadata and filters -----------------------------------------------------------------------------

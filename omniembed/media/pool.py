@@ -53,6 +53,10 @@ def _set_torch_threads(threads: int) -> None:
 
 def fork_pool(processes: int, threads: int = 1):
     """A fork Pool whose workers each run torch (when loaded) on `threads` threads: the workers fill the CPUs."""
+    if "torch" in sys.modules:
+        # torch imports sympy on first use of autograd's shape tools; a forked child doing that import once hung
+        # (a lock held by one of the parent's threads at the fork), so the parent imports it before forking
+        import sympy  # noqa: F401
     return multiprocessing.get_context("fork").Pool(processes, _set_torch_threads, (threads,))
 
 

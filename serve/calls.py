@@ -1,0 +1,139 @@
+"""What every call of the asyncio server goes through: status codes from errors, the cap on calls in
+progress, deadlines, and reading request streams with an idle limit.
+
+Handlers are coroutines on one event loop; anything that costs CPU or waits on the index runs in a bounded
+thread pool (Servicer._offload), so the loop only parses, checks and answers. A call waiting for a client
+(an idle stream, a slow upload) therefore holds no thread at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+
+import grpc
+
+from omniembed.index import IndexClosedError, IndexInputError
+
+from .batcher import BatcherClosed
+from .convert import RequestError
+
+log = logging.getLogger(__name__)
+
+Code = grpc.StatusCode
+
+
+def code_of(exc: Exception) -> tuple[Code, str]:
+    if isinstance(exc, RequestError):
+        return exc.code, exc.message
+    if isinstance(exc, IndexInputError):
+        return Code.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, (IndexClosedError, BatcherClosed)):  # shutting down: another replica or a retry may serve it
+        return Code.UNAVAILABLE, str(exc)
+    if isinstance(exc, asyncio.TimeoutError):
+        return Code.DEADLINE_EXCEEDED, "deadline passed while the call was being served"
+    log.exception("internal error")
+    return Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+
+
+class CallGate:
+    """Counts calls in progress; past `limit`, new calls are refused with RESOURCE_EXHAUSTED (calls marked
+    exempt, like Stats, always get in: a busy server must still say how it is doing)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.active = limit, 0
+
+    def enter(self, exempt: bool) -> None:
+        if not exempt and self.active >= self.limit:
+            raise RequestError(Code.RESOURCE_EXHAUSTED, f"the server is serving {self.active} calls, its limit "
+                               "(--max-calls): retry later, with backoff")
+        self.active += 1  # one event loop: no lock needed
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
+def observed(method=None, *, exempt: bool = False):
+    """Wraps an async unary-response handler: the call cap, metrics, and every error turned into its status."""
+    if method is None:
+        return functools.partial(observed, exempt=exempt)
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        start, code = time.perf_counter(), Code.OK
+        entered = False
+        self.metrics.in_flight.inc()
+        try:
+            self.gate.enter(exempt)
+            entered = True
+            return await method(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status, the server carries on
+            code, message = code_of(exc)
+            await context.abort(code, message)
+        finally:
+            if entered:
+                self.gate.leave()
+            self.metrics.in_flight.dec()
+            self.metrics.rpcs.labels(method.__name__, code.name).inc()
+            self.metrics.latency.labels(method.__name__).observe(time.perf_counter() - start)
+
+    return wrapper
+
+
+def observed_stream(method):
+    """observed() for response streams (async generators)."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request_iterator, context):
+        start, code = time.perf_counter(), Code.OK
+        entered = False
+        self.metrics.in_flight.inc()
+        try:
+            self.gate.enter(False)
+            entered = True
+            async for reply in method(self, request_iterator, context):
+                yield reply
+        except Exception as exc:  # noqa: BLE001
+            code, message = code_of(exc)
+            await context.abort(code, message)
+        finally:
+            if entered:
+                self.gate.leave()
+            self.metrics.in_flight.dec()
+            self.metrics.rpcs.labels(method.__name__, code.name).inc()
+            self.metrics.latency.labels(method.__name__).observe(time.perf_counter() - start)
+
+    return wrapper
+
+
+def deadline(context, default_s: float) -> float:
+    """The request's deadline on the monotonic clock; a call without one (most gRPC clients' default: gRPC
+    then reports a remaining time of centuries) gets the server's own limit, `default_s`."""
+    left = context.time_remaining()
+    if left is None or not left < default_s:
+        left = default_s
+    return time.monotonic() + max(0.0, left)
+
+
+def expired(context) -> bool:
+    left = context.time_remaining()
+    return context.cancelled() or (left is not None and left <= 0)
+
+
+async def messages(request_iterator, idle_s: float, what: str):
+    """The messages of a request stream; a client that sends nothing for `idle_s` seconds gets
+    DEADLINE_EXCEEDED, so a stream left open costs the server nothing for longer than that."""
+    it = request_iterator.__aiter__()
+    n = 0
+    while True:
+        try:
+            message = await asyncio.wait_for(it.__anext__(), idle_s)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise RequestError(Code.DEADLINE_EXCEEDED, f"{what}: no message for {idle_s:g} s after message {n} "
+                               "(the server's stream idle limit, --stream-idle-s); the stream is closed") from None
+        n += 1
+        yield message

@@ -150,15 +150,46 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
             raise invalid("query is empty: set item or vector")
         flt = cv.filter_from_message(request.filter) if request.HasField("filter") else None
         adaptive = request.adaptive if request.HasField("adaptive") else None
-        if which == "vector":
-            q = self._query_vector(request.vector, dim)
-        else:
-            q = (await self._embed([request.item], self.index.dim, context, ["query.item"]))[0][0]
-        if expired(context):
-            raise RequestError(Code.DEADLINE_EXCEEDED, "deadline passed before the search ran")
         key = (k, dim or None, adaptive, json.dumps(flt, sort_keys=True) if flt else None)
-        hits = (await self._result(self.searches.submit(key, [q]), context, "searching"))[0]
+        if which == "vector":
+            found = self.searches.submit(key, [self._query_vector(request.vector, dim)])
+        else:
+            docs = await self._prepare([request.item], ["query.item"])
+            if self.batcher is None:
+                q = await self._embed_prepared(docs, self.index.dim, context)
+                found = self.searches.submit(key, [q[0]])
+            else:  # the batcher's thread hands the vector straight to the search batcher: one wake of the loop
+                found = self._then_search(self.batcher.submit(self.index.dim, docs, deadline(
+                    context, self.config.default_deadline_s)), key)
+        hits = (await self._result(found, context, "embedding and searching"))[0]
         return pb2.SearchResponse(hits=[cv.hit_message(h) for h in hits], dim=dim or self.index.dim)
+
+    def _then_search(self, embedded: futures.Future, key) -> futures.Future:
+        """A Future of the search for the vector `embedded` will hold, submitted from the thread that sets it."""
+        out: futures.Future = futures.Future()
+
+        def searched(f: futures.Future) -> None:
+            if f.cancelled():
+                out.cancel()
+            elif f.exception() is not None:
+                out.set_exception(f.exception())
+            else:
+                out.set_result(f.result())
+
+        def embedded_done(f: futures.Future) -> None:
+            if out.cancelled():
+                return
+            if f.cancelled() or f.exception() is not None:
+                searched(f)
+                return
+            try:
+                self.searches.submit(key, [f.result()[0]]).add_done_callback(searched)
+            except Exception as exc:  # noqa: BLE001 - the batcher closed meanwhile: the caller gets it
+                out.set_exception(exc)
+
+        embedded.add_done_callback(embedded_done)
+        out.add_done_callback(lambda o: embedded.cancel() if o.cancelled() else None)
+        return out
 
     def _query_vector(self, vector, dim: int) -> np.ndarray:
         n = len(vector.values)

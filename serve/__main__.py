@@ -68,9 +68,6 @@ def open_or_create_index(path: str, dim: int | None, kind: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # The event loop, the batchers and the pool hand work to each other many times per call; at Python's default
-    # 5 ms GIL switch interval a thread that finished its model call can wait that long to deliver the result.
-    sys.setswitchinterval(0.0005)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .embedding import ModelEmbedder
     from .server import Server, ServerConfig

@@ -25,6 +25,7 @@ from .batcher import MicroBatcher
 from .calls import CallGate, code_of, deadline, expired, messages, observed, observed_stream
 from .convert import RequestError, invalid
 from .embedding import ModelEmbedder
+from .memory import LARGE_BYTES, Trimmer
 from .metrics import Metrics
 from .stubs import pb2, pb2_grpc
 
@@ -46,6 +47,7 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
                                         max_wait_s=config.max_wait_ms / 1000, on_batch=metrics.batch_items.observe)
         self.searches = MicroBatcher(self._search_batch, max_batch=config.max_search_batch,
                                      name="omniembed-search")
+        self.trimmer = Trimmer()
         self._direct_items = 0
         self._direct_calls = 0
 
@@ -81,8 +83,10 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
         names = [f"{where}[{j}]" for j in range(len(items))] if isinstance(where, str) else where
         model = self._need_model(names[0] if names else "embedding")
         segments = [cv.item_segments(item, name) for item, name in zip(items, names)]
-        chars = sum(len(s.value) if s.kind == "text" else INLINE_TEXT_CHARS for segs in segments for s in segs)
-        if chars < INLINE_TEXT_CHARS:
+        size = sum(len(s.value) for segs in segments for s in segs)
+        if size >= LARGE_BYTES:
+            self.trimmer.after_large(asyncio.get_running_loop(), self.pool)
+        if size < INLINE_TEXT_CHARS and all(s.kind == "text" for segs in segments for s in segs):
             return model.prepare_many(segments, names)
         return await self._offload(model.prepare_many, segments, names)
 

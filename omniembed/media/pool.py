@@ -51,12 +51,27 @@ def _set_torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+_torch_warm = False
+
+
+def _warm_torch() -> None:
+    """Run one tiny optimizer step in this process, once. torch's first step imports some 800 modules lazily
+    (dynamo, inductor's config, sympy); a forked child doing those imports hung spinning in threading (the
+    parent's threads do not exist in the child), so the parent does them before it forks."""
+    global _torch_warm
+    torch = sys.modules.get("torch")
+    if torch is None or _torch_warm:
+        return
+    weight = torch.nn.Parameter(torch.ones(2))  # no random init: the caller's RNG stream stays untouched
+    opt = torch.optim.AdamW([weight])
+    (weight * weight).sum().backward()
+    opt.step()
+    _torch_warm = True
+
+
 def fork_pool(processes: int, threads: int = 1):
     """A fork Pool whose workers each run torch (when loaded) on `threads` threads: the workers fill the CPUs."""
-    if "torch" in sys.modules:
-        # torch imports sympy on first use of autograd's shape tools; a forked child doing that import once hung
-        # (a lock held by one of the parent's threads at the fork), so the parent imports it before forking
-        import sympy  # noqa: F401
+    _warm_torch()
     return multiprocessing.get_context("fork").Pool(processes, _set_torch_threads, (threads,))
 
 

@@ -162,6 +162,8 @@ class MetadataStore:
         self._conn.execute("CREATE INDEX IF NOT EXISTS items_parent ON items(parent)")
         # One connection is shared by searching threads; SQLite's own mutex is per call, ours per query.
         self._mutex = threading.Lock()
+        # COUNT(*) walks the whole table (milliseconds at 100k rows) and every search asks: kept until a write
+        self._counts: tuple[int, int] | None = None
 
     # -- writes (the index holds its write lock) --
     def upsert(self, rows: list[tuple[int, str, dict]],
@@ -169,6 +171,7 @@ class MetadataStore:
         """Insert (slot, id, clean metadata) rows, and window rows (slot, id, metadata, parent, start, end);
         returns the slots the ids (and their earlier windows) held before, now dead."""
         with self._mutex, self._transaction():
+            self._counts = None
             ids = [r[1] for r in rows]
             old = np.concatenate([self._slots_locked(ids), self._segment_slots_locked(ids)])
             self._conn.executemany("DELETE FROM items WHERE id = ? OR parent = ?", [(i, i) for i in ids])
@@ -196,6 +199,7 @@ class MetadataStore:
     def delete(self, ids: list[str]) -> np.ndarray:
         """Delete items and their windows; returns their slots."""
         with self._mutex, self._transaction():
+            self._counts = None
             old = np.concatenate([self._slots_locked(ids), self._segment_slots_locked(ids)])
             self._conn.executemany("DELETE FROM items WHERE id = ? OR parent = ?", [(i, i) for i in ids])
         return old
@@ -254,15 +258,23 @@ class MetadataStore:
             rows = self._conn.execute("SELECT slot FROM items ORDER BY slot").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def _counts_locked(self) -> tuple[int, int]:
+        """(items without windows, every row), from the cache or counted."""
+        if self._counts is None:
+            items = self._conn.execute("SELECT COUNT(*) FROM items WHERE parent IS NULL").fetchone()[0]
+            rows = self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            self._counts = (items, rows)
+        return self._counts
+
     def count(self) -> int:
         """Items (windows not counted)."""
         with self._mutex:
-            return self._conn.execute("SELECT COUNT(*) FROM items WHERE parent IS NULL").fetchone()[0]
+            return self._counts_locked()[0]
 
     def rows(self) -> int:
         """Every live row: items and their windows."""
         with self._mutex:
-            return self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            return self._counts_locked()[1]
 
     # -- persistence --
     def save(self, path: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import random
@@ -87,6 +88,48 @@ def closed_loop(call, concurrency: int, seconds: float, make_state=lambda: None)
     return {"concurrency": concurrency, "calls": len(flat), "p50_ms": p50, "p99_ms": p99, "qps": len(flat) / wall}
 
 
+def remote_loop(target: str, kind: str, concurrency: int, seconds: float) -> dict:
+    """closed_loop over gRPC from a client process of its own (`--load`): the load generator shares no GIL,
+    no loaded model and no thread pools with this process, as a real client would not. kind: text | vector:DIM
+    | health."""
+    cmd = [sys.executable, "-m", "bench.serve_latency", "--load", target, kind, str(concurrency), str(seconds)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 4 + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"load client failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _load_main(target: str, kind: str, concurrency: int, seconds: float) -> int:
+    from omniembed.serve.stubs import pb2
+
+    if kind == "health":
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        class Probe:
+            def __init__(self):
+                self.channel = grpc.insecure_channel(target)
+                self.stub = health_pb2_grpc.HealthStub(self.channel)
+
+            def __call__(self, _n):
+                return self.stub.Check(health_pb2.HealthCheckRequest(), timeout=60)
+
+            def close(self):
+                self.channel.close()
+
+        make = Probe
+    elif kind == "text":
+        requests = _text_requests()
+        make = lambda: RawSearch(target, random.choice(requests))  # noqa: E731
+    else:
+        dim = int(kind.split(":")[1])
+        queries = embedding_like(64, dim, seed=1)
+        requests = [pb2.SearchRequest(vector=pb2.Vector(values=q.tolist()), k=10) for q in queries]
+        make = lambda: RawSearch(target, random.choice(requests))  # noqa: E731
+    print(json.dumps(closed_loop(lambda st, n: st(n), concurrency, seconds, make_state=make)))
+    return 0
+
+
 class ServerProcess:
     def __init__(self, index_dir: str, *extra: str):
         cmd = [sys.executable, "-m", "omniembed.serve", "--index", index_dir, "--port", "0", "--host", "127.0.0.1",
@@ -116,15 +159,11 @@ def bench_vectors(args, work: str) -> list[str]:
         ix.snapshot()
         local = closed_loop(lambda _s, n: ix.search(queries[n % len(queries)], k=k), 1, args.seconds)
     _log(f"in-process Index.search: p50 {local['p50_ms']:.2f} ms, {local['qps']:.0f} QPS")
-    from omniembed.serve.stubs import pb2
-
-    vector_requests = [pb2.SearchRequest(vector=pb2.Vector(values=q.tolist()), k=k) for q in queries[:64]]
     server = ServerProcess(index_dir)
     rows = []
     try:
         for c in args.concurrency:
-            r = closed_loop(lambda st, n: st(n), c, args.seconds,
-                            make_state=lambda: RawSearch(server.target, random.choice(vector_requests)))
+            r = remote_loop(server.target, f"vector:{dim}", c, args.seconds)
             rows.append(r)
             _log(f"gRPC Search by vector, {c} clients: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
                  f"{r['qps']:.0f} QPS")
@@ -210,8 +249,7 @@ def bench_text(args, work: str) -> list[str]:
         server = ServerProcess(index_dir, "--bundle", args.bundle, *threads, *extra)
         try:
             for c in args.concurrency:
-                r = closed_loop(lambda st, n: st(n), c, args.seconds,
-                                make_state=lambda: RawSearch(server.target, requests[random.randrange(len(requests))]))
+                r = remote_loop(server.target, "text", c, args.seconds)
                 with Client(server.target) as probe:
                     stats = probe.stats()
                 r["mean_batch"] = stats["embedded_items"] / max(1, stats["embed_batches"])
@@ -240,7 +278,8 @@ def bench_text(args, work: str) -> list[str]:
         f"- micro-batched over no batching at {top} clients: **{ratio:.2f}x** (target >= 3x)",
         f"- 1-client p50 overhead over in-process: **{overhead:+.2f} ms** (target < 1 ms)", "",
         "Clients: bare generated stubs, one channel each, one prebuilt request each (a client that is not ours, "
-        "without our Client's conversions), threads of the bench process on the same 2 cores as the server.", "",
+        "without our Client's conversions), threads of a load process of their own on the same 2 cores as the "
+        "server.", "",
     ]
     lines += bench_big_text(args, index_dir, threads, requests)
     return lines
@@ -261,18 +300,10 @@ print(sent)
 
 def bench_big_text(args, index_dir: str, threads: list[str], requests) -> list[str]:
     """Health and small-query latency while one client keeps sending 10 MB texts; server RSS around it."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-    import grpc
-
     server = ServerProcess(index_dir, "--bundle", args.bundle, *threads)
     try:
-        channel = grpc.insecure_channel(server.target)
-        health = health_pb2_grpc.HealthStub(channel)
-        check = lambda _s, n: health.Check(health_pb2.HealthCheckRequest(), timeout=60)  # noqa: E731
-        small = lambda st, n: st(n)  # noqa: E731
-        make = lambda: RawSearch(server.target, requests[0])  # noqa: E731
-        idle_small = closed_loop(small, 1, args.seconds, make_state=make)
-        idle_health = closed_loop(check, 1, args.seconds)
+        idle_small = remote_loop(server.target, "text", 1, args.seconds)
+        idle_health = remote_loop(server.target, "health", 1, args.seconds)
         rss_before = _rss_mb(server.proc.pid)
         # the sender is a process of its own: serialising 10 MB holds its GIL, which would stall the probes here
         sender = subprocess.Popen([sys.executable, "-c", FLOOD, server.target, str(2 * args.seconds + 1)],
@@ -287,13 +318,12 @@ def bench_big_text(args, index_dir: str, threads: list[str], requests) -> list[s
         watcher = threading.Thread(target=watch)
         watcher.start()
         time.sleep(0.5)
-        busy_health = closed_loop(check, 1, args.seconds)
-        busy_small = closed_loop(small, 1, args.seconds, make_state=make)
+        busy_health = remote_loop(server.target, "health", 1, args.seconds)
+        busy_small = remote_loop(server.target, "text", 1, args.seconds)
         sent = [int(sender.communicate(timeout=300)[0].strip() or 0)]
         watcher.join()
         time.sleep(1.5)
         rss_after = _rss_mb(server.proc.pid)
-        channel.close()
     finally:
         server.stop()
     mb = 10
@@ -323,9 +353,11 @@ def main(argv=None) -> int:
     p.add_argument("--bundle", help="an exported bundle: adds search by text and the micro-batching ratio")
     p.add_argument("--text-n", type=int, default=2000, help="embedded texts in the text-search index")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads in server and in-process")
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-wait-ms", type=float, default=0.0, help="the server's --max-wait-ms (its default: 0)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                  "serve_latency.md"))
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--load":  # a load client (remote_loop)
+        return _load_main(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
     args = p.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     work = tempfile.mkdtemp(prefix="serve-bench-")

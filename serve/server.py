@@ -28,7 +28,8 @@ from .auth import BearerTokenInterceptor
 from .embedding import ModelEmbedder
 from .metrics import Metrics
 from .servicer import Servicer
-from .stubs import SERVICE_NAME, pb2_grpc
+from .stubs import SERVICE_NAME
+from .wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ class Server:
             interceptors=[BearerTokenInterceptor(self.config.token)] if self.config.token else [],
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
         )
-        pb2_grpc.add_OmniEmbedServicer_to_server(self.servicer, self._grpc)
+        # bytes in and out, parsed in wire.py: a malformed request is INVALID_ARGUMENT
+        self._grpc.add_generic_rpc_handlers((Wire(self.servicer).handler(),))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)

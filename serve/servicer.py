@@ -82,13 +82,17 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
         """Items checked on the loop, then decoded in the work pool (short texts on the loop: nothing to decode)."""
         names = [f"{where}[{j}]" for j in range(len(items))] if isinstance(where, str) else where
         model = self._need_model(names[0] if names else "embedding")
-        segments = [cv.item_segments(item, name) for item, name in zip(items, names)]
-        size = sum(len(s.value) for segs in segments for s in segs)
+        size = sum(item.ByteSize() for item in items)  # in C, without copying the fields out
         if size >= LARGE_BYTES:
             self.trimmer.after_large(asyncio.get_running_loop(), self.pool)
-        if size < INLINE_TEXT_CHARS and all(s.kind == "text" for segs in segments for s in segs):
+
+        def prepare():
+            segments = [cv.item_segments(item, name) for item, name in zip(items, names)]
             return model.prepare_many(segments, names)
-        return await self._offload(model.prepare_many, segments, names)
+
+        if size < INLINE_TEXT_CHARS and all(item.WhichOneof("content") == "text" for item in items):
+            return prepare()
+        return await self._offload(prepare)
 
     async def _embed(self, items, dim: int, context, where: str | list[str]) -> tuple[np.ndarray, list[int]]:
         """Embed Items at `dim`: ((len(items), dim) float32, indexes of the items whose ids were cut to fit)."""

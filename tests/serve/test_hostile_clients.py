@@ -257,3 +257,12 @@ def test_int8_and_binary_encodings_follow_the_documented_rule(model_server, mode
     code, msg = _code(raw.Embed, pb2.EmbedRequest(items=[pb2.Item(text="x")], encoding=7))
     assert code == Code.INVALID_ARGUMENT and "encoding=7" in msg
     raw.close()
+
+
+def test_bytes_that_are_not_a_request_message_are_invalid_argument(server):
+    with grpc.insecure_channel(server.target) as channel:
+        call = channel.unary_unary("/omniembed.v1.OmniEmbed/Search")  # no serializer: raw bytes on the wire
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"\xff\xff\xff\xff not protobuf", metadata=AUTH, timeout=10)
+    assert info.value.code() == Code.INVALID_ARGUMENT and "not a valid SearchRequest" in info.value.details()
+    _answered_while_busy(server.target)

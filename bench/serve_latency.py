@@ -242,7 +242,6 @@ def bench_text(args, work: str) -> list[str]:
     _log(f"in-process embed+search: p50 {local['p50_ms']:.2f} ms, {local['qps']:.0f} QPS; "
          f"in batches of 32: {batched['qps']:.0f} QPS")
     threads = ["--threads", str(args.threads)] if args.threads else []
-    requests = _text_requests()
     results = {}
     for label, extra in (("micro-batched", ["--max-batch", "32", "--max-wait-ms", str(args.max_wait_ms)]),
                          ("no batching", ["--no-batching"])):
@@ -281,7 +280,7 @@ def bench_text(args, work: str) -> list[str]:
         "without our Client's conversions), threads of a load process of their own on the same 2 cores as the "
         "server.", "",
     ]
-    lines += bench_big_text(args, index_dir, threads, requests)
+    lines += bench_big_text(args, index_dir, threads)
     return lines
 
 
@@ -298,7 +297,7 @@ print(sent)
 """
 
 
-def bench_big_text(args, index_dir: str, threads: list[str], requests) -> list[str]:
+def bench_big_text(args, index_dir: str, threads: list[str]) -> list[str]:
     """Health and small-query latency while one client keeps sending 10 MB texts; server RSS around it."""
     server = ServerProcess(index_dir, "--bundle", args.bundle, *threads)
     try:

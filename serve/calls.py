@@ -9,6 +9,7 @@ thread pool (Servicer._offload), so the loop only parses, checks and answers. A 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -55,29 +56,36 @@ class CallGate:
         self.active -= 1
 
 
+@contextlib.asynccontextmanager
+async def _served(servicer, name: str, context, exempt: bool):
+    """One call's bookkeeping: the call cap, metrics, and every error turned into its status."""
+    start, code = time.perf_counter(), Code.OK
+    entered = False
+    servicer.metrics.in_flight.inc()
+    try:
+        servicer.gate.enter(exempt)
+        entered = True
+        yield
+    except Exception as exc:  # noqa: BLE001 - every error becomes a status, the server carries on
+        code, message = code_of(exc)
+        await context.abort(code, message)
+    finally:
+        if entered:
+            servicer.gate.leave()
+        servicer.metrics.in_flight.dec()
+        servicer.metrics.rpcs.labels(name, code.name).inc()
+        servicer.metrics.latency.labels(name).observe(time.perf_counter() - start)
+
+
 def observed(method=None, *, exempt: bool = False):
-    """Wraps an async unary-response handler: the call cap, metrics, and every error turned into its status."""
+    """Wraps an async unary-response handler in _served (exempt: not counted against the call cap)."""
     if method is None:
         return functools.partial(observed, exempt=exempt)
 
     @functools.wraps(method)
     async def wrapper(self, request, context):
-        start, code = time.perf_counter(), Code.OK
-        entered = False
-        self.metrics.in_flight.inc()
-        try:
-            self.gate.enter(exempt)
-            entered = True
+        async with _served(self, method.__name__, context, exempt):
             return await method(self, request, context)
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status, the server carries on
-            code, message = code_of(exc)
-            await context.abort(code, message)
-        finally:
-            if entered:
-                self.gate.leave()
-            self.metrics.in_flight.dec()
-            self.metrics.rpcs.labels(method.__name__, code.name).inc()
-            self.metrics.latency.labels(method.__name__).observe(time.perf_counter() - start)
 
     return wrapper
 
@@ -87,23 +95,9 @@ def observed_stream(method):
 
     @functools.wraps(method)
     async def wrapper(self, request_iterator, context):
-        start, code = time.perf_counter(), Code.OK
-        entered = False
-        self.metrics.in_flight.inc()
-        try:
-            self.gate.enter(False)
-            entered = True
+        async with _served(self, method.__name__, context, False):
             async for reply in method(self, request_iterator, context):
                 yield reply
-        except Exception as exc:  # noqa: BLE001
-            code, message = code_of(exc)
-            await context.abort(code, message)
-        finally:
-            if entered:
-                self.gate.leave()
-            self.metrics.in_flight.dec()
-            self.metrics.rpcs.labels(method.__name__, code.name).inc()
-            self.metrics.latency.labels(method.__name__).observe(time.perf_counter() - start)
 
     return wrapper
 

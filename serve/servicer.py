@@ -159,20 +159,20 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
         flt = cv.filter_from_message(request.filter) if request.HasField("filter") else None
         adaptive = request.adaptive if request.HasField("adaptive") else None
         key = (k, dim or None, adaptive, json.dumps(flt, sort_keys=True) if flt else None)
+        until = deadline(context, self.config.default_deadline_s)  # past it, the batchers drop the job unrun
         if which == "vector":
-            found = self.searches.submit(key, [self._query_vector(request.vector, dim)])
+            found = self.searches.submit(key, [self._query_vector(request.vector, dim)], until)
         else:
             docs = await self._prepare([request.item], ["query.item"])
             if self.batcher is None:
                 q = await self._embed_prepared(docs, self.index.dim, context)
-                found = self.searches.submit(key, [q[0]])
+                found = self.searches.submit(key, [q[0]], until)
             else:  # the batcher's thread hands the vector straight to the search batcher: one wake of the loop
-                found = self._then_search(self.batcher.submit(self.index.dim, docs, deadline(
-                    context, self.config.default_deadline_s)), key)
+                found = self._then_search(self.batcher.submit(self.index.dim, docs, until), key, until)
         hits = (await self._result(found, context, "embedding and searching"))[0]
         return pb2.SearchResponse(hits=[cv.hit_message(h) for h in hits], dim=dim or self.index.dim)
 
-    def _then_search(self, embedded: futures.Future, key) -> futures.Future:
+    def _then_search(self, embedded: futures.Future, key, until: float) -> futures.Future:
         """A Future of the search for the vector `embedded` will hold, submitted from the thread that sets it."""
         out: futures.Future = futures.Future()
 
@@ -191,7 +191,7 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
                 searched(f)
                 return
             try:
-                self.searches.submit(key, [f.result()[0]]).add_done_callback(searched)
+                self.searches.submit(key, [f.result()[0]], until).add_done_callback(searched)
             except Exception as exc:  # noqa: BLE001 - the batcher closed meanwhile: the caller gets it
                 out.set_exception(exc)
 

@@ -51,6 +51,13 @@ class Wire:
 
         return handle
 
+    def _server_stream(self, method, cls):
+        async def handle(raw, context):
+            async for reply in method(await self.parse(cls, raw, context), context):
+                yield await self.serialize(reply)
+
+        return handle
+
     def _bidi_stream(self, method, cls):
         async def handle(raw_iterator, context):
             async for reply in method(self._parsed(raw_iterator, cls, context), context):
@@ -67,7 +74,7 @@ class Wire:
             elif m.client_streaming:
                 handlers[m.name] = grpc.stream_unary_rpc_method_handler(self._client_stream(method, cls))
             elif m.server_streaming:
-                raise NotImplementedError(f"{m.name}: a server-streaming method needs a handler shape here")
+                handlers[m.name] = grpc.unary_stream_rpc_method_handler(self._server_stream(method, cls))
             else:
                 handlers[m.name] = grpc.unary_unary_rpc_method_handler(self._unary(method, cls))
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

@@ -90,7 +90,7 @@ class Client:
               timeout: float | None = None):
         """(len(items), dim) float32 L2-normalised vectors; dim 0 = the model's full dim.
         encoding "int8": ((N, dim) int8 codes, (N,) float32 scales), vectors ~ codes * scales[:, None];
-        "binary": (N, ceil(dim / 8)) uint8 packed sign bits (rules: omniembed.codes)."""
+        "binary": (N, ceil(dim / 8)) uint8 packed sign bits (rules: omniembed.serve.codes)."""
         request = pb2.EmbedRequest(items=[cv.item_from_python(i) for i in items], dim=dim,
                                    encoding=_encoding(encoding))
         reply = self._call("Embed", request, timeout)

@@ -129,8 +129,8 @@ ENCODINGS = {"float32": 0, "int8": 1, "binary": 2}  # pb2.Encoding values by the
 
 
 def encoded_vectors(vectors: np.ndarray, encoding: int) -> list:
-    """(N, D) float32 rows -> Vector messages in `encoding` (omniembed.codes has the rules)."""
-    from omniembed import codes
+    """(N, D) float32 rows -> Vector messages in `encoding` (omniembed.serve.codes has the rules)."""
+    from omniembed.serve import codes
 
     if encoding == pb2.FLOAT32:
         return [vector_message(v) for v in vectors]

@@ -242,7 +242,7 @@ def test_a_10_mb_text_is_cut_and_reported_while_small_queries_and_health_answer(
 
 
 def test_int8_and_binary_encodings_follow_the_documented_rule(model_server, model):
-    from omniembed import codes
+    from omniembed.serve import codes
 
     texts = ["a red square", "a blue circle moving up", "a tone"]
     with Client(model_server.target, token=TOKEN, timeout=60) as c:

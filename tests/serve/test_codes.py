@@ -1,10 +1,10 @@
-"""omniembed.codes: the int8 and sign-bit rules the service documents."""
+"""omniembed.serve.codes: the int8 and sign-bit rules the service documents."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from omniembed import codes
+from omniembed.serve import codes
 
 
 def _unit(n, d, seed=0):

@@ -16,13 +16,24 @@ from typing import Any, Iterable
 import faiss
 import numpy as np
 
-from omniembed.hits import Hit, StoredItem, id_problem
+from omniembed.hits import Hit, StoredItem
 
-from . import records, snapshot as snap
+from . import records
+from . import snapshot as snap
 from .ann import AnnIndex, gpu_available, resolve_params
-from .errors import IndexClosedError, IndexCorruptError, IndexInputError, brief
+from .checks import (
+    Adaptive,
+    check_ids,
+    check_query,
+    check_segments,
+    check_vectors,
+    default_adaptive,
+    resolve_adaptive,
+)
+from .collapse import collapse
+from .errors import IndexClosedError, IndexCorruptError, IndexInputError
 from .lock import RWLock
-from .matryoshka import exact_topk, normalize, rerank, truncate
+from .matryoshka import exact_topk, rerank, truncate
 from .metadata import SEGMENT_SEP, MetadataStore, clean_metadata
 from .wal import WriteAheadLog, read_log
 
@@ -34,20 +45,6 @@ SUBSET_EXACT_MAX = 20_000
 # HNSW dead nodes cost search time; past this fraction a snapshot rebuilds the graph without them.
 COMPACT_DEAD_FRACTION = 0.25
 DEFAULT_SNAPSHOT_BYTES = 256 << 20
-
-
-@dataclasses.dataclass(frozen=True)
-class Adaptive:
-    """Matryoshka adaptive retrieval: shortlist `shortlist` items on the first `prefix` dims, re-rank exactly."""
-
-    prefix: int
-    shortlist: int
-
-
-def default_adaptive(dim: int) -> Adaptive:
-    # Chosen by bench/index/run.py on embedding-like vectors: an eighth of the dims and a 400-item shortlist
-    # matched the exact search's recall@10 (see bench/results/index_recall_qps.md for the sweep).
-    return Adaptive(prefix=min(dim, max(32, dim // 8)), shortlist=400)
 
 
 class Index:
@@ -106,7 +103,7 @@ class Index:
             raise IndexInputError(str(exc)) from None
         if os.path.exists(root) and os.listdir(root):
             raise IndexInputError(f"{root}: directory exists and is not empty; use Index.open")
-        ad = _resolve_adaptive(adaptive, default_adaptive(dim), dim)
+        ad = resolve_adaptive(adaptive, default_adaptive(dim), dim)
         os.makedirs(root, exist_ok=True)
         state = {
             "dim": dim, "kind": kind, "params": params, "adaptive": dataclasses.asdict(ad),
@@ -226,52 +223,22 @@ class Index:
         segments: per item None, or (spans [(start, end) seconds], window vectors (W, D)): a long clip's
         windows, stored beside its vector so a search hit can name the moment (Hit.span). Replacing or
         deleting the item replaces or deletes its windows."""
-        ids = _check_ids(ids)
-        vectors = self._check_vectors(vectors, len(ids), ids)
+        ids = check_ids(ids)
+        vectors = check_vectors(vectors, len(ids), self.dim, ids)
         metadata = [None] * len(ids) if metadata is None else list(metadata)
         if len(metadata) != len(ids):
             raise IndexInputError(f"{len(metadata)} metadata entries for {len(ids)} ids")
         metas = [clean_metadata(m, f"metadata for id {i!r}") for i, m in zip(ids, metadata)]
-        segments = None if segments is None else self._check_segments(list(segments), ids)
+        segments = None if segments is None else check_segments(list(segments), ids, self.dim)
         payload = records.encode_upsert(ids, vectors, metas, segments)
         with self._lock.write():
             self._log(payload)
             self._apply_upsert(ids, vectors, metas, segments)
             self._maybe_snapshot()
 
-    def _check_vectors(self, vectors, n: int, ids: list[str], where: str = "vectors") -> np.ndarray:
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim == 1:
-            vectors = vectors[None, :]
-        if vectors.shape != (n, self.dim):
-            raise IndexInputError(f"{where} have shape {vectors.shape}, expected ({n}, {self.dim})")
-        if not np.isfinite(vectors).all():
-            raise IndexInputError(f"{where} contain NaN or infinity")
-        norms = np.linalg.norm(vectors, axis=1)
-        if (norms == 0).any():
-            raise IndexInputError(f"{where}: the vector for {ids[int(np.argmin(norms))]!r} is all zeros and cannot "
-                                  "be normalised")
-        return normalize(vectors)
-
-    def _check_segments(self, segments: list, ids: list[str]) -> list:
-        if len(segments) != len(ids):
-            raise IndexInputError(f"{len(segments)} segment entries for {len(ids)} ids")
-        out = []
-        for i, seg in zip(ids, segments):
-            if seg is None:
-                out.append(None)
-                continue
-            spans, vecs = seg
-            spans = [tuple(float(x) for x in sp) for sp in spans]
-            if not spans or any(len(sp) != 2 or not (np.isfinite(sp).all() and 0 <= sp[0] <= sp[1]) for sp in spans):
-                raise IndexInputError(f"segments of {i!r}: spans must be (start, end) seconds with 0 <= start <= end")
-            out.append((spans, self._check_vectors(vecs, len(spans), [f"{i} window {k}" for k in range(len(spans))],
-                                                   f"window vectors of {i!r}")))
-        return out
-
     def delete(self, ids: Iterable[str]) -> int:
         """Delete items by id; unknown ids are ignored. Returns how many existed. Durable on return."""
-        ids = _check_ids(ids)
+        ids = check_ids(ids)
         with self._lock.write():
             found = self._meta.slots_of(ids)
             present = [i for i in ids if i in found]
@@ -413,7 +380,7 @@ class Index:
     # ------------------------------------------------------------------ reads
     def get(self, ids: Iterable[str]) -> list[StoredItem | None]:
         """Stored items (vector normalised as stored), None for ids not present."""
-        ids = _check_ids(ids, allow_duplicates=True)
+        ids = check_ids(ids, allow_duplicates=True)
         with self._lock.read():
             slots = self._meta.slots_of(ids)
             rows = self._meta.rows_for_slots(slots.values())
@@ -444,22 +411,9 @@ class Index:
         adaptive: Matryoshka shortlist on a prefix + exact re-rank (None = the index's default).
         ef_search / nprobe / refine: per-call HNSW / IVF-PQ knobs (refine: PQ candidates per hit re-ranked).
         """
-        q = np.asarray(query, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            shape = np.asarray(query).shape
-            raise IndexInputError(f"query has shape {shape}, expected ({self.dim},) or (Q, {self.dim})")
-        if not np.isfinite(q).all():
-            raise IndexInputError("query contains NaN or infinity")
-        if not isinstance(k, int) or k < 1:
-            raise IndexInputError(f"k must be a positive int, got {k!r}")
-        if dim is not None and not (isinstance(dim, int) and 1 <= dim <= self.dim):
-            raise IndexInputError(f"dim must be an int in [1, {self.dim}], got {dim!r}")
-        dim = None if dim == self.dim else dim
+        q, dim = check_query(query, k, dim, self.dim)
         ad = self.adaptive_default if adaptive is None and self.adaptive_on else adaptive
-        ad = _resolve_adaptive(ad, self.adaptive_default, self.dim) if ad else None
-        q = normalize(q)
+        ad = resolve_adaptive(ad, self.adaptive_default, self.dim) if ad else None
         with self._lock.read():
             allowed = self._meta.filter_slots(filter) if filter is not None else None
             rows = self._meta.rows() if allowed is None else len(allowed)
@@ -565,21 +519,8 @@ class Index:
         """Rows -> items: a window row stands for its item, an item scores its best row, and its span is the
         time of its best window among the rows found."""
         rows = self._meta.rows_for_slots(np.unique(slots[slots >= 0]), with_spans=True)
-        out = []
-        for srow, irow in zip(scores, slots):
-            best: dict[str, list] = {}  # item id -> [score, metadata, span, span score]
-            for s, i in zip(srow, irow):
-                if i < 0 or int(i) not in rows:
-                    continue
-                id_, meta, parent, span = rows[int(i)]
-                item = parent or id_
-                entry = best.setdefault(item, [float(s), meta, None, -np.inf])
-                entry[0] = max(entry[0], float(s))
-                if span is not None and s > entry[3]:
-                    entry[2], entry[3] = span, float(s)
-            ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:k]
-            out.append([Hit(item, e[0], e[1], e[2]) for item, e in ranked])
-        return out
+        return [collapse(((s, *rows[int(i)]) for s, i in zip(srow, irow) if i >= 0 and int(i) in rows), k)
+                for srow, irow in zip(scores, slots)]
 
     def _hits(self, scores: np.ndarray, slots: np.ndarray) -> list[list[Hit]]:
         rows = self._meta.rows_for_slots(np.unique(slots[slots >= 0]))
@@ -610,39 +551,3 @@ class Index:
 def _save_npy(path: str, array: np.ndarray) -> None:
     with open(path, "wb") as f:
         np.save(f, np.ascontiguousarray(array))
-
-
-def _check_ids(ids: Iterable[str], allow_duplicates: bool = False) -> list[str]:
-    if isinstance(ids, str):
-        raise IndexInputError("ids must be a list of strings, got a single string")
-    ids = list(ids)
-    for i in ids:
-        problem = id_problem(i)
-        if problem:
-            raise IndexInputError(f"id {brief(i)} {problem}")
-    if not allow_duplicates and len(set(ids)) != len(ids):
-        seen, dup = set(), None
-        for i in ids:
-            if i in seen:
-                dup = i
-                break
-            seen.add(i)
-        raise IndexInputError(f"id {dup!r} appears twice in one call")
-    return ids
-
-
-def _resolve_adaptive(value, default: Adaptive, dim: int) -> Adaptive:
-    if value is True or value is False or value is None:
-        ad = default
-    elif isinstance(value, Adaptive):
-        ad = value
-    elif isinstance(value, dict):
-        unknown = set(value) - {"prefix", "shortlist"}
-        if unknown:
-            raise IndexInputError(f"adaptive has unknown keys {sorted(unknown)} (allowed: prefix, shortlist)")
-        ad = Adaptive(**{**dataclasses.asdict(default), **value})
-    else:
-        raise IndexInputError(f"adaptive must be a bool, dict or Adaptive, got {type(value).__name__}")
-    if not (1 <= ad.prefix <= dim) or ad.shortlist < 1:
-        raise IndexInputError(f"adaptive prefix must be in [1, {dim}] and shortlist >= 1, got {ad}")
-    return ad

@@ -88,8 +88,8 @@ def clean_metadata(meta: dict | None, where: str) -> dict:
     return out
 
 
-def compile_filter(flt: dict) -> tuple[str, list[Any]]:
-    """A filter dict -> (SQL WHERE clause, parameters).
+def parse_filter(flt: dict) -> list[tuple[str, str | None, list]]:
+    """A filter dict -> its checked terms [(column, payload field or None, values)]; every backend reads these.
 
     {"modality": "image" | [..], "uri": str | [..], "payload": {"field.sub": value | [values]}}; all terms
     must hold (AND); a list means any of its values (OR). Payload values are JSON scalars.
@@ -99,28 +99,43 @@ def compile_filter(flt: dict) -> tuple[str, list[Any]]:
     unknown = set(flt) - {"modality", "uri", "payload"}
     if unknown:
         raise IndexInputError(f"filter has unknown keys {sorted(unknown)} (allowed: modality, uri, payload)")
-    clauses: list[str] = []
-    params: list[Any] = []
+    terms: list[tuple[str, str | None, list]] = []
     for col in ("modality", "uri"):
         if col in flt:
             values = _as_list(flt[col], f"filter {col}")
             if not all(isinstance(v, str) for v in values):
                 raise IndexInputError(f"filter {col} values must be strings")
-            clauses.append(f"{col} IN ({','.join('?' * len(values))})")
-            params.extend(values)
+            terms.append((col, None, values))
     payload = flt.get("payload", {})
     if not isinstance(payload, dict):
         raise IndexInputError("filter payload must be a dict of field -> value")
     for field, value in payload.items():
         if not isinstance(field, str) or not _FIELD.match(field):
             raise IndexInputError(f"filter payload field {field!r} is not a dotted name of [A-Za-z0-9_-]")
-        path = "$." + ".".join(f'"{part}"' for part in field.split("."))
-        ors = []
-        for v in _as_list(value, f"filter payload {field}"):
+        values = _as_list(value, f"filter payload {field}")
+        for v in values:
             if not isinstance(v, _SCALARS):
                 raise IndexInputError(f"filter payload {field}: value {brief(v)} is not a JSON scalar")
             if isinstance(v, int) and not isinstance(v, bool) and not INT64[0] <= v <= INT64[1]:
                 raise IndexInputError(f"filter payload {field}: integer {v} is outside the 64-bit range filters compare")
+        terms.append(("payload", field, values))
+    if sum(len(t[2]) for t in terms) > MAX_FILTER_VALUES:
+        raise IndexInputError(f"filter has too many terms and values (at most {MAX_FILTER_VALUES} values in all)")
+    return terms
+
+
+def compile_filter(flt: dict) -> tuple[str, list[Any]]:
+    """A filter dict (see parse_filter) -> (SQL WHERE clause, parameters)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for col, field, values in parse_filter(flt):
+        if field is None:
+            clauses.append(f"{col} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+            continue
+        path = "$." + ".".join(f'"{part}"' for part in field.split("."))
+        ors = []
+        for v in values:
             # json_extract maps true/false to 1/0 and null to NULL, so those compare by JSON type instead.
             if v is None:
                 ors.append("json_type(payload, ?) = 'null'")
@@ -133,8 +148,6 @@ def compile_filter(flt: dict) -> tuple[str, list[Any]]:
                 kinds = ("text",) * 3 if isinstance(v, str) else ("integer", "real", "real")
                 params.extend([path, v, path, *kinds])
         clauses.append("(" + " OR ".join(ors) + ")")
-    if len(params) > 6 * MAX_FILTER_VALUES:
-        raise IndexInputError(f"filter has too many terms and values (at most {MAX_FILTER_VALUES} values in all)")
     return (" AND ".join(clauses) or "1"), params
 
 

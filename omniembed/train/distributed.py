@@ -57,6 +57,9 @@ def barrier() -> None:
 
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
+        # Every rank reaches here before any tears gloo down: a rank that destroyed its group while a peer
+        # still had a collective (a checkpoint's) in flight aborted the peer at exit ("terminate called ...").
+        dist.barrier()
         dist.destroy_process_group()
 
 

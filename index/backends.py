@@ -62,7 +62,7 @@ def backend_of(uri: str | os.PathLike) -> str:
 
 def open_index(uri: str | os.PathLike, dim: int | None = None, kind: str = "flat", *,
                prefixes: Iterable[int] = (), token: str | None = None, **params: Any) -> VectorIndex:
-    """Open the index at `uri`, or create it there with `dim` (and kind/params) when there is none.
+    """Open the index at `uri` (its own dim and kind), or create it there with `dim`, kind and params.
 
     prefixes: Matryoshka dims the Milvus backend stores a field for (exact prefix search); FAISS searches any
     prefix exactly and ignores them. token: a Milvus server's token (default $OMNIEMBED_MILVUS_TOKEN)."""

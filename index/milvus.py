@@ -188,10 +188,7 @@ class MilvusIndex:
         target = MilvusTarget.parse(uri, token)
         client = _connect(target)
         if client.has_collection(target.collection):
-            settings = cls._read_settings(client, target)
-            if dim is not None and dim != settings["dim"]:
-                client.close()
-                raise IndexInputError(f"{uri}: the collection holds {settings['dim']}-dim vectors, not {dim}")
+            settings = cls._read_settings(client, target)  # dim and kind are only for a new collection
             client.load_collection(target.collection)  # a reopened collection starts released
             return cls(target, client, settings)
         if not isinstance(dim, int) or dim < 1:

@@ -36,11 +36,11 @@ fi
 stamp="$VENV/.omniembed-install"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) gpu=$has_gpu"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$VENV/bin/python" -c "import omniembed" >/dev/null 2>&1; then
-    pip install -e ".[dev]"
+    pip install -e ".[dev,milvus,ray]"
     if [ "$has_gpu" = 1 ]; then
         # Same import names as the CPU packages: swap them rather than install side by side.
         pip uninstall -y onnxruntime faiss-cpu || true
-        pip install -e ".[dev,gpu]"
+        pip install -e ".[dev,milvus,ray,gpu]"
     fi
     echo "$want" > "$stamp"
 fi

@@ -9,7 +9,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import faiss  # noqa: E402
 import pytest  # noqa: E402
 
-from omniembed.index import Index
+from omniembed.index import Index, open_index
 from bench.vectors import embedding_like
 
 faiss.omp_set_num_threads(2)
@@ -31,12 +31,22 @@ def vectors():
     return make
 
 
+# Every backend the index API has: FAISS in a folder, Milvus Lite in process (kinds it implements).
+BACKEND_KINDS = [("faiss", "flat"), ("faiss", "hnsw"), ("faiss", "ivfpq"), ("milvus", "flat"), ("milvus", "hnsw")]
+BACKENDS = ["faiss", "milvus"]
+PREFIXES = (16,)  # the Matryoshka prefix the tests search at: Milvus stores a field for it
+
+
 @pytest.fixture
 def make_index(tmp_path):
     made = []
 
-    def make(kind="flat", dim=DIM, name="ix", **params):
-        ix = Index.create(tmp_path / name, dim, kind, **{**KIND_PARAMS[kind], **params})
+    def make(kind="flat", dim=DIM, name="ix", backend="faiss", **params):
+        if backend == "milvus":
+            ix = open_index(f"milvus-lite://{tmp_path}/{name}.db", dim, kind, prefixes=PREFIXES,
+                            **{**KIND_PARAMS[kind], **params})
+        else:
+            ix = Index.create(tmp_path / name, dim, kind, **{**KIND_PARAMS[kind], **params})
         made.append(ix)
         return ix
 

@@ -1,10 +1,12 @@
-"""Index behaviour on every kind: ids, upsert/replace/delete/get, exact-enough search, filters, prefix dims."""
+"""Index behaviour on every backend and kind (FAISS and Milvus Lite give the same answers): ids, upsert/replace/delete/get, exact-enough search, filters, prefix dims."""
 
 import numpy as np
 import pytest
 
 from omniembed.index import Index, IndexInputError
 from omniembed.index.matryoshka import exact_topk, normalize, truncate
+
+from .conftest import BACKEND_KINDS, BACKENDS
 
 
 KINDS = ["flat", "hnsw", "ivfpq"]
@@ -26,10 +28,10 @@ def _fill(ix, x, with_meta=True):
     return ids
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_each_stored_vector_finds_itself_first_with_score_one(make_index, vectors, kind):
+@pytest.mark.parametrize("backend, kind", BACKEND_KINDS)
+def test_each_stored_vector_finds_itself_first_with_score_one(make_index, vectors, backend, kind):
     x = vectors(N)
-    ix = make_index(kind)
+    ix = make_index(kind, backend=backend)
     _fill(ix, x)
     hits = ix.search(x[:20], k=5)
     assert [h[0].id for h in hits] == [f"v{i}" for i in range(20)]
@@ -37,10 +39,10 @@ def test_each_stored_vector_finds_itself_first_with_score_one(make_index, vector
     assert hits[3][0].metadata == {"modality": "image", "uri": "file://3", "payload": {"group": 3, "even": False}}
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_deleted_ids_never_come_back_from_search_or_get(make_index, vectors, kind):
+@pytest.mark.parametrize("backend, kind", BACKEND_KINDS)
+def test_deleted_ids_never_come_back_from_search_or_get(make_index, vectors, backend, kind):
     x = vectors(N)
-    ix = make_index(kind)
+    ix = make_index(kind, backend=backend)
     ids = _fill(ix, x)
     gone = set(ids[::3])
     assert ix.delete(sorted(gone)) == len(gone)
@@ -51,10 +53,10 @@ def test_deleted_ids_never_come_back_from_search_or_get(make_index, vectors, kin
     assert len(ix) == N - len(gone)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_upsert_of_an_existing_id_replaces_vector_and_metadata(make_index, vectors, kind):
+@pytest.mark.parametrize("backend, kind", BACKEND_KINDS)
+def test_upsert_of_an_existing_id_replaces_vector_and_metadata(make_index, vectors, backend, kind):
     x = vectors(N)
-    ix = make_index(kind)
+    ix = make_index(kind, backend=backend)
     _fill(ix, x)
     ix.upsert(["v0"], x[1500], [{"modality": "video", "payload": {"new": 1}}])
     item = ix.get(["v0"])[0]
@@ -66,10 +68,10 @@ def test_upsert_of_an_existing_id_replaces_vector_and_metadata(make_index, vecto
     assert len(ix) == N
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_filtered_search_returns_k_matching_hits_when_k_exist(make_index, vectors, kind):
+@pytest.mark.parametrize("backend, kind", BACKEND_KINDS)
+def test_filtered_search_returns_k_matching_hits_when_k_exist(make_index, vectors, backend, kind):
     x = vectors(N)
-    ix = make_index(kind)
+    ix = make_index(kind, backend=backend)
     _fill(ix, x)
     flt = {"modality": "audio", "payload": {"group": 2}}  # ~143 items: a rare subset
     for hits in ix.search(x[:50], k=10, filter=flt):
@@ -87,7 +89,7 @@ def test_filtered_search_on_a_large_subset_uses_the_selector_and_keeps_recall(ma
 
     monkeypatch.setattr(core, "SUBSET_EXACT_MAX", 10)  # force the IDSelector path
     x = vectors(N)
-    ix = make_index(kind)
+    ix = make_index(kind, backend=backend)
     _fill(ix, x)
     even = np.arange(0, N, 2)
     _, truth = exact_topk(x[:40], x[even], 10)
@@ -115,10 +117,10 @@ def test_hnsw_keeps_k_results_when_most_of_the_graph_is_dead(make_index, vectors
         assert len(hits) == 10 and set(ids_of(hits)) <= keep
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_prefix_dim_search_is_exact_search_on_renormalised_prefixes(make_index, vectors, kind):
+@pytest.mark.parametrize("backend, kind", BACKEND_KINDS)
+def test_prefix_dim_search_is_exact_search_on_renormalised_prefixes(make_index, vectors, backend, kind):
     x = vectors(N)
-    ix = make_index(kind)
+    ix = make_index(kind, backend=backend)
     _fill(ix, x, with_meta=False)
     q = vectors(20, seed=5)
     want_scores, want = exact_topk(truncate(q, 16), truncate(x, 16), 10)
@@ -128,10 +130,10 @@ def test_prefix_dim_search_is_exact_search_on_renormalised_prefixes(make_index, 
         np.testing.assert_allclose([h.score for h in row], ws, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_adaptive_search_matches_exact_search_on_embedding_like_vectors(make_index, vectors, kind):
+@pytest.mark.parametrize("backend, kind", BACKEND_KINDS)
+def test_adaptive_search_matches_exact_search_on_embedding_like_vectors(make_index, vectors, backend, kind):
     x = vectors(N)
-    ix = make_index(kind)
+    ix = make_index(kind, backend=backend)
     _fill(ix, x, with_meta=False)
     q = vectors(50, seed=6)
     _, want = exact_topk(q, x, 10)
@@ -143,12 +145,13 @@ def test_adaptive_search_matches_exact_search_on_embedding_like_vectors(make_ind
     np.testing.assert_allclose(hits[0][0].score, float(normalize(q[:1])[0] @ stored), atol=1e-5)
 
 
-def test_adaptive_search_respects_deletes_and_filters(make_index, vectors, monkeypatch):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adaptive_search_respects_deletes_and_filters(make_index, vectors, monkeypatch, backend):
     import omniembed.index.core as core
 
     monkeypatch.setattr(core, "SUBSET_EXACT_MAX", 10)
     x = vectors(N)
-    ix = make_index("flat", adaptive=True)
+    ix = make_index("flat", backend=backend, adaptive=True)
     ids = _fill(ix, x)
     ix.search(x[0], k=1)  # builds the prefix index before the deletes, so they must update it
     gone = set(ids[1::2])
@@ -168,8 +171,9 @@ def test_ivfpq_searches_exactly_until_enough_vectors_arrive_to_train(make_index,
     assert ix.stats()["trained"] and ix.stats()["ann_entries"] == N
 
 
-def test_search_on_an_empty_index_returns_empty_hit_lists(make_index):
-    ix = make_index("hnsw")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_search_on_an_empty_index_returns_empty_hit_lists(make_index, backend):
+    ix = make_index("hnsw", backend=backend)
     assert ix.search(np.ones(64, np.float32), k=5) == [[]]
 
 
@@ -188,8 +192,9 @@ def test_search_on_an_empty_index_returns_empty_hit_lists(make_index):
         (lambda ix: ix.search(np.ones(64, np.float32), adaptive={"prefx": 8}), "unknown keys"),
     ],
 )
-def test_bad_arguments_raise_input_errors_that_name_the_problem(make_index, call, message):
-    ix = make_index("flat")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_arguments_raise_input_errors_that_name_the_problem(make_index, call, message, backend):
+    ix = make_index("flat", backend=backend)
     with pytest.raises(IndexInputError, match=message):
         call(ix)
 
@@ -205,13 +210,12 @@ def test_create_refuses_a_non_empty_directory_and_unknown_parameters(tmp_path):
         Index.create(tmp_path / "new2", 8, metric="l2")
 
 
-def test_the_id_rule_is_enforced_by_the_index_itself(tmp_path):
-    from omniembed.index import Index, IndexInputError
-
-    index = Index.create(tmp_path / "ix", dim=4)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_id_rule_is_enforced_by_the_index_itself(make_index, backend):
+    index = make_index(dim=4, backend=backend)
     for bad in ("", "a\x00", "tab\there", "del\x7f", "c1\x85", "x" * 513, "é" * 257):
         with pytest.raises(IndexInputError, match="id "):
             index.upsert([bad], np.ones((1, 4), np.float32))
     index.upsert(["x" * 512, "é" * 256, "../x"], np.ones((3, 4), np.float32))
     assert index.stats()["count"] == 3
-    index.close()
+    assert [item.id for item in index.get(["x" * 512, "é" * 256, "../x"])] == ["x" * 512, "é" * 256, "../x"]

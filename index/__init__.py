@@ -13,6 +13,7 @@ from omniembed.hits import Hit, StoredItem
 from .backends import VectorIndex, backend_of, open_index
 from .checks import Adaptive
 from .core import Index
-from .errors import IndexClosedError, IndexCorruptError, IndexInputError
+from .errors import IndexClosedError, IndexCorruptError, IndexInputError, IndexUnavailableError
 
-__all__ = ["Adaptive", "Hit", "Index", "VectorIndex", "backend_of", "open_index", "IndexClosedError", "IndexCorruptError", "IndexInputError", "StoredItem"]
+__all__ = ["Adaptive", "Hit", "Index", "IndexClosedError", "IndexCorruptError", "IndexInputError", "IndexUnavailableError",
+           "StoredItem", "VectorIndex", "backend_of", "open_index"]

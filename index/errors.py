@@ -30,3 +30,8 @@ def brief(value) -> str:
 
 class IndexClosedError(OmniEmbedError, RuntimeError):
     """A write or snapshot reached an index that was closed (a server shutting down): not the caller's input."""
+
+
+class IndexUnavailableError(OmniEmbedError, RuntimeError):
+    """The store behind the index (a Milvus server) failed or refused a call that was valid: retry, or another
+    replica may serve it. Never the caller's input (that is IndexInputError, checked before the store is asked)."""

@@ -26,6 +26,7 @@ acknowledges once its WAL (message storage) has the write.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -47,7 +48,7 @@ from .checks import (
     resolve_adaptive,
 )
 from .collapse import collapse
-from .errors import IndexClosedError, IndexInputError
+from .errors import IndexClosedError, IndexInputError, IndexUnavailableError
 from .matryoshka import normalize, rerank, truncate
 from .metadata import SEGMENT_SEP, clean_metadata, parse_filter
 
@@ -110,6 +111,19 @@ def filter_expression(flt: dict) -> str:
         digests = ", ".join(f'"{_term(col, field, v)}"' for v in values)
         clauses.append(f"array_contains_any(terms, [{digests}])")
     return " and ".join(clauses)
+
+
+def _store_call(method):
+    """Milvus's own failures (server down, timeouts, refusals) -> IndexUnavailableError naming the index."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            return method(self, *args, **kwargs)
+        except MilvusException as exc:
+            raise IndexUnavailableError(f"{self.root}: Milvus failed the call: {exc}") from exc
+    return call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,9 +268,12 @@ class MilvusIndex:
                 index_params.add_index(field_name=name, index_type="IVF_PQ", metric_type="IP",
                                        params={"nlist": params["nlist"], "m": params["pq_m"],
                                                "nbits": params["nbits"]})
-        client.create_collection(target.collection, schema=schema, index_params=index_params,
-                                 consistency_level="Strong",
+        client.create_collection(target.collection, schema=schema, consistency_level="Strong",
                                  properties={SETTINGS_KEY: json.dumps(settings, separators=(",", ":"))})
+        # sync=False: an index on an empty collection is ready at once, and pymilvus's wait polls an RPC that
+        # Milvus Lite lacks (0.5 s of sleeps per field); loading the collection is what searches need.
+        client.create_index(target.collection, index_params, sync=False)
+        client.load_collection(target.collection)
 
     def close(self) -> None:
         with self._write:
@@ -282,10 +299,12 @@ class MilvusIndex:
             raise IndexClosedError(f"{self.root}: index is closed")
         return self._client
 
+    @_store_call
     def snapshot(self) -> None:
         """Persist what is acknowledged (Milvus flush: sealed segments, and for Milvus Lite an fsync'd WAL)."""
         self._live().flush(self.target.collection)
 
+    @_store_call
     def compact(self) -> None:
         self._live().compact(self.target.collection)
 
@@ -318,6 +337,7 @@ class MilvusIndex:
             out[f"vec_{p}"] = normalize(v[None, :p])[0].tolist()
         return out
 
+    @_store_call
     def upsert(self, ids: Iterable[str], vectors: np.ndarray, metadata: Iterable[dict | None] | None = None,
                segments: Iterable[tuple | None] | None = None) -> None:
         """Insert or replace items (and their windows). Returns once Milvus acknowledged every row."""
@@ -340,6 +360,7 @@ class MilvusIndex:
             hs = ", ".join(f'"{_digest(i)}"' for i in ids[start:start + 256])
             client.delete(self.target.collection, filter=f"window >= 0 and item_h in [{hs}]")
 
+    @_store_call
     def delete(self, ids: Iterable[str]) -> int:
         """Delete items (and their windows); unknown ids are ignored. Returns how many existed."""
         ids = check_ids(ids)
@@ -353,6 +374,7 @@ class MilvusIndex:
         return len(present)
 
     # ------------------------------------------------------------------ reads
+    @_store_call
     def get(self, ids: Iterable[str]) -> list[StoredItem | None]:
         """Stored items (vector normalised as stored), None for ids not present."""
         return self._get(self._live(), check_ids(ids, allow_duplicates=True), vectors=True)
@@ -368,13 +390,16 @@ class MilvusIndex:
                 found[row["id"]] = StoredItem(row["id"], vec, _meta(row))
         return [found.get(i) for i in ids]
 
+    @_store_call
     def __len__(self) -> int:
         return self._count("window < 0")
 
+    @_store_call
     def _count(self, expr: str) -> int:
         res = self._live().query(self.target.collection, filter=expr, output_fields=["count(*)"])
         return int(res[0]["count(*)"]) if res else 0
 
+    @_store_call
     def search(self, query: np.ndarray, k: int = 10, *, dim: int | None = None, filter: dict | None = None,
                adaptive: bool | Adaptive | dict | None = None, ef_search: int | None = None,
                nprobe: int | None = None, refine: int | None = None) -> list[list[Hit]]:
@@ -449,6 +474,7 @@ class MilvusIndex:
             out.append([(float(s), *rows[int(j)][0][1:]) for s, j in zip(scores[0], order[0]) if j >= 0])
         return out
 
+    @_store_call
     def stats(self) -> dict:
         items = len(self)
         rows = self._count("")

@@ -1,7 +1,9 @@
-"""python -m omniembed.serve --bundle B --index I --port P  (also `omniembed serve ...`).
+"""python -m omniembed.serve --bundle B --index URI --port P  (also `omniembed serve ...`).
 
-The index directory is opened if it holds an index, otherwise created (dim: the model's full dim, or
---dim). SIGTERM/SIGINT drain in-flight calls, snapshot the index and exit 0.
+--index is a folder (FAISS, the default backend) or a Milvus URI: milvus-lite:///path/db (Milvus Lite in this
+process) or http://host:19530 (a Milvus server or cluster, which several serve replicas may share). The index
+is opened if it exists, otherwise created (dim: the model's full dim, or --dim; on Milvus with a field per
+Matryoshka dim of the model). SIGTERM/SIGINT drain in-flight calls, snapshot the index and exit 0.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from omniembed.errors import OmniEmbedError
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omniembed serve", description="Serve embeddings and search over gRPC.")
     p.add_argument("--bundle", help="exported model bundle (omniembed.export); omit to serve vector calls only")
-    p.add_argument("--index", required=True, help="index directory (created when absent or empty)")
+    p.add_argument("--index", required=True,
+                   help="index: a folder (FAISS; created when absent or empty), milvus-lite:///path/db, or "
+                   "http://host:19530[?collection=NAME] for a Milvus server")
+    p.add_argument("--index-token", default=os.environ.get("OMNIEMBED_MILVUS_TOKEN"),
+                   help="a Milvus server's token (default: $OMNIEMBED_MILVUS_TOKEN)")
     p.add_argument("--port", type=int, default=50051, help="gRPC port (0 picks a free one, printed on start)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
@@ -56,14 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def open_or_create_index(path: str, dim: int | None, kind: str):
-    from omniembed.index import Index
+def open_or_create_index(uri: str, dim: int | None, kind: str, prefixes=(), token: str | None = None):
+    from omniembed.index import backend_of, open_index
 
-    if os.path.isdir(path) and os.listdir(path):
-        return Index.open(path)
-    if not dim:
-        raise OmniEmbedError(f"{path}: no index there yet and no dim to create one: pass --bundle or --dim")
-    return Index.create(path, dim=dim, kind=kind)
+    if backend_of(uri) == "faiss" and not (os.path.isdir(uri) and os.listdir(uri)) and not dim:
+        raise OmniEmbedError(f"{uri}: no index there yet and no dim to create one: pass --bundle or --dim")
+    return open_index(uri, dim, kind, prefixes=prefixes, token=token)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                   "decode_workers": args.decode_workers}
         embedder = ModelEmbedder.load(args.bundle, threads=args.threads, **limits) if args.bundle else None
         index = open_or_create_index(args.index, args.dim or (embedder.full_dim if embedder else None),
-                                     args.index_kind)
+                                     args.index_kind, prefixes=embedder.dims if embedder else (),
+                                     token=args.index_token)
         config = ServerConfig(
             host=args.host, port=args.port, token=args.token or None, tls_cert=args.tls_cert, tls_key=args.tls_key,
             max_message_bytes=int(args.max_message_mb * (1 << 20)), max_items=args.max_items,

@@ -16,7 +16,7 @@ import time
 
 import grpc
 
-from omniembed.index import IndexClosedError, IndexInputError
+from omniembed.index import IndexClosedError, IndexInputError, IndexUnavailableError
 
 from .batcher import BatcherClosed
 from .convert import RequestError
@@ -31,7 +31,8 @@ def code_of(exc: Exception) -> tuple[Code, str]:
         return exc.code, exc.message
     if isinstance(exc, IndexInputError):
         return Code.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, (IndexClosedError, BatcherClosed)):  # shutting down: another replica or a retry may serve it
+    # shutting down, or the index's store (Milvus) failing: another replica or a retry may serve it
+    if isinstance(exc, (IndexClosedError, IndexUnavailableError, BatcherClosed)):
         return Code.UNAVAILABLE, str(exc)
     if isinstance(exc, asyncio.TimeoutError):
         return Code.DEADLINE_EXCEEDED, "deadline passed while the call was being served"

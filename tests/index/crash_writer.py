@@ -2,7 +2,7 @@
 
 Before each call it prints `P <op> <id:version ...>` and after the call returns `A`, so the parent knows
 which writes were acknowledged and which one (at most) was in flight when the process died.
-Usage: python crash_writer.py ROOT FIRST_ID SEED
+Usage: python crash_writer.py ROOT_OR_URI FIRST_ID SEED  (a folder: FAISS; milvus-lite:///path/db: Milvus Lite)
 """
 
 import os
@@ -26,10 +26,13 @@ def metadata_for(id_: str, version: int) -> dict:
 
 
 def main() -> None:
-    from omniembed.index import Index
+    from omniembed.index import Index, open_index
 
     root, first, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    ix = Index.open(root) if os.path.exists(root) else Index.create(root, DIM, "hnsw", M=8, snapshot_bytes=64 << 10)
+    if "://" in root:
+        ix = open_index(root, DIM, "hnsw", M=8)
+    else:
+        ix = Index.open(root) if os.path.exists(root) else Index.create(root, DIM, "hnsw", M=8, snapshot_bytes=64 << 10)
     rng = np.random.default_rng(seed)
     mine: dict[str, int] = {}  # ids this run wrote and did not delete -> version
     next_id = first

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omniembed.index import Index
+from omniembed.index import Index, open_index
 from omniembed.serve import Client
 from omniembed.serve.server import Server, ServerConfig
 
@@ -19,13 +19,24 @@ def unit_vectors(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture
-def make_server(tmp_path):
+def index_backend():
+    """The backend a test module's servers index with; modules that run their cases on every backend override
+    this with a parametrised fixture (test_vector_rpcs, test_errors)."""
+    return "faiss"
+
+
+@pytest.fixture
+def make_server(tmp_path, index_backend):
     """make_server(**config) -> a started Server over a fresh flat index (dim 16, no model unless `embedder`
-    and its `dim` are given); stopped at teardown."""
+    and its `dim` are given) on the module's backend; stopped at teardown."""
     servers = []
 
     def make(index_kind: str = "flat", embedder=None, dim: int = DIM, **config) -> Server:
-        index = Index.create(tmp_path / f"ix{len(servers)}", dim=dim, kind=index_kind)
+        if index_backend == "milvus":
+            prefixes = embedder.dims if embedder is not None else (4, 8)
+            index = open_index(f"milvus-lite://{tmp_path}/ix{len(servers)}.db", dim, index_kind, prefixes=prefixes)
+        else:
+            index = Index.create(tmp_path / f"ix{len(servers)}", dim=dim, kind=index_kind)
         server = Server(index, embedder, ServerConfig(**{"token": TOKEN, "grace_s": 2.0, **config})).start()
         servers.append(server)
         return server

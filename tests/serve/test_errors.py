@@ -20,6 +20,12 @@ from omniembed.serve.stubs import pb2, pb2_grpc
 from .conftest import DIM, TOKEN, unit_vectors
 
 
+@pytest.fixture(params=["faiss", "milvus"])
+def index_backend(request):
+    """Every case here runs on a FAISS folder and on Milvus Lite (omniembed serve --index milvus-lite://...)."""
+    return request.param
+
+
 def _status(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as info:
         call(*args, **kwargs)

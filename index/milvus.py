@@ -225,7 +225,15 @@ class MilvusIndex:
         stored = sorted({int(p) for p in prefixes if 0 < int(p) < dim} | ({ad.prefix} if ad.prefix < dim else set()))
         settings = {"omniembed_index": 1, "dim": dim, "kind": kind, "params": {**DEFAULTS[kind], **params},
                     "prefixes": stored, "adaptive": dataclasses.asdict(ad), "adaptive_on": bool(adaptive)}
-        cls._create_collection(client, target, settings)
+        try:
+            cls._create_collection(client, target, settings)
+        except Exception:
+            # replicas starting together race to create the collection: the loser opens the winner's
+            if not client.has_collection(target.collection):
+                client.close()
+                raise
+            settings = cls._read_settings(client, target)
+            client.load_collection(target.collection)
         return cls(target, client, settings)
 
     @staticmethod

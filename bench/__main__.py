@@ -92,6 +92,13 @@ SUITE: dict[str, Bench] = {
     "own_data": Bench(
         "bench.own_data", "the main command on 2- and 3-modality subsets of the world: held-out R@1 per pair",
         args=("--out", "{out}"), quick=("--config", "tiny", "--shapes", "text+audio", "--out", "{out}")),
+    "index_backends": Bench(
+        "bench.index_backends", "FAISS vs Milvus Lite at 100k x 256: recall@10 and queries/s, flat and HNSW",
+        args=("--out", "{out}"),
+        quick=("--n", "5000", "--queries", "20", "--repeats", "1", "--kinds", "flat", "--out", "{out}")),
+    "ingest": Bench(
+        "bench.ingest", "bulk ingest entries/s: Ray Data with 1 and 2 actors vs a single-process loop",
+        args=("--bundle", "{bundle}", "--out", "{out}"), quick=("--bundle", "{bundle}", "--n", "12", "--out", "{out}")),
 }
 
 

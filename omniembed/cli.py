@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("omniembed.export.cli", "export a training run to an ONNX bundle for the torch-free runtime"),
     "eval": ("omniembed.eval.cli", "recall@k and mAP of a bundle or run on any manifest, every modality pair and dim"),
     "serve": ("omniembed.serve.__main__", "serve embeddings and search over gRPC (omniembed.serve)"),
+    "ingest": ("omniembed.ingest.cli", "bulk-embed a manifest or shards into an index with Ray Data actors"),
 }
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if err.name is None or err.name.split(".")[0] == "omniembed":
             raise
         # a client-only install (`pip install omniembed`) has the console script but not the stages' libraries
-        extra = "serve" if args.command == "serve" else "train"
+        extra = {"serve": "serve", "ingest": "ray"}.get(args.command, "train")
         print(f"omniembed {args.command}: needs {err.name}, which this install lacks: "
               f"pip install 'omniembed[{extra}]'", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ from omniembed.cli import SUBCOMMANDS
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # folder -> import name (index/ and serve/ install as omniembed.index and omniembed.serve)
 SHIPPED = {ROOT / "omniembed": "omniembed", ROOT / "index": "omniembed.index", ROOT / "serve": "omniembed.serve"}
-GLUE = {"__init__", "cli", "errors", "logs", "hits"}  # what may sit at the top of omniembed/
+GLUE = {"__init__", "__main__", "cli", "errors", "logs", "hits"}  # what may sit at the top of omniembed/
 
 
 def _modules() -> dict[str, pathlib.Path]:

@@ -105,17 +105,46 @@ def read_shards(urls: str | Path | Iterable[str | Path], **webdataset_options) -
         raise ValueError("read_shards: no shard paths or URLs given")
     options = {"shardshuffle": False, "empty_check": False, **webdataset_options}
     for sample in wds.WebDataset(urls, **options):
-        where = f"{sample.get('__url__', '?')}#{sample['__key__']}"
-        raw = sample.get(RECORD_FIELD)
-        if raw is None:
-            raise ManifestError(f"{where}: sample has no '{RECORD_FIELD}' member (not written by write_shards?)")
-        try:
-            obj = json.loads(bytes(raw).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ManifestError(f"{where}: '{RECORD_FIELD}' is not valid JSON: {err}") from err
-        # Members are named relative to the sample; "/" as base keeps Path(...).name equal to the member.
-        record = parse_record(obj, base_dir="/", where=(where, 0), check_exists=False)
-        yield _attach(record, sample, where)
+        yield record_from_sample(sample, f"{sample.get('__url__', '?')}#{sample['__key__']}")
+
+
+def record_from_sample(sample: dict, where: str) -> Record:
+    """The record of one shard sample ({member field: bytes}), its media bytes attached; ManifestError if bad."""
+    raw = sample.get(RECORD_FIELD)
+    if raw is None:
+        raise ManifestError(f"{where}: sample has no '{RECORD_FIELD}' member (not written by write_shards?)")
+    try:
+        obj = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ManifestError(f"{where}: '{RECORD_FIELD}' is not valid JSON: {err}") from err
+    # Members are named relative to the sample; "/" as base keeps Path(...).name equal to the member.
+    record = parse_record(obj, base_dir="/", where=(where, 0), check_exists=False)
+    return _attach(record, sample, where)
+
+
+def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {field: bytes}) of each sample of one local shard, in tar order, without webdataset (and so
+    without torch): for readers such as the Ray ingest that only need the bytes. A sample's members are
+    consecutive and share the key before the first dot of their name, as write_shards lays them out."""
+    import tarfile
+
+    key, sample = None, {}
+    try:
+        with tarfile.open(path, mode="r|*") as tar:  # streamed: memory holds one sample, not the shard
+            for member in tar:
+                if not member.isfile():
+                    continue
+                base = member.name.rsplit("/", 1)[-1]
+                k, _, field_ = base.partition(".")
+                if k != key and sample:
+                    yield key, sample
+                    sample = {}
+                key = k
+                sample[field_] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise ManifestError(f"{path}: not a readable shard: {err}") from err
+    if sample:
+        yield key, sample
 
 
 def shard_manifest(manifest: str | Path, out_pattern: str | Path, maxcount: int = 1000) -> list[Path]:

@@ -62,13 +62,21 @@ def index_entries(items: Iterable[Item]) -> list[tuple[str, Any, dict]]:
     for item in items:
         for modality in MODALITIES:
             view = view_of(item, modality)
-            if view is None:
-                continue
-            uri = item.texts[0] if modality == "text" else item.media[modality].source
-            payload = {"item": item.id, "group": str(item.meta.get("group", item.id)),
-                       "attributes": dict(item.attributes)}
-            out.append((f"{item.id}/{modality}", view, {"modality": modality, "uri": uri, "payload": payload}))
+            if view is not None:
+                out.append((entry_id(item, modality), view, entry_metadata(item, modality)))
     return out
+
+
+def entry_id(item: Item, modality: str) -> str:
+    """The index id of one view of an item: `<item id>/<modality>` (also what `omniembed ingest` writes)."""
+    return f"{item.id}/{modality}"
+
+
+def entry_metadata(item: Item, modality: str) -> dict:
+    """The stored metadata of one view: its modality, where it came from, and the item's id, group, attributes."""
+    uri = item.texts[0] if modality == "text" else item.media[modality].source
+    payload = {"item": item.id, "group": str(item.meta.get("group", item.id)), "attributes": dict(item.attributes)}
+    return {"modality": modality, "uri": uri, "payload": payload}
 
 
 def plan(items: list[Item]) -> tuple[list[tuple[str, str, str]], list[str]]:

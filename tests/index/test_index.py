@@ -89,7 +89,7 @@ def test_filtered_search_on_a_large_subset_uses_the_selector_and_keeps_recall(ma
 
     monkeypatch.setattr(core, "SUBSET_EXACT_MAX", 10)  # force the IDSelector path
     x = vectors(N)
-    ix = make_index(kind, backend=backend)
+    ix = make_index(kind)  # the FAISS IDSelector path: FAISS only
     _fill(ix, x)
     even = np.arange(0, N, 2)
     _, truth = exact_topk(x[:40], x[even], 10)

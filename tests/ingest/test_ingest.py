@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -256,3 +258,61 @@ def test_the_local_ray_and_milvus_lite_listen_on_loopback_only(order, tmp_path):
     assert len(opened) >= 3  # GCS, raylet, object manager, ... (else the check saw nothing)
     loopback = ("0100007F:", "00000000000000000000000001000000:", "0000000000000000FFFF00000100007F:")
     assert [a for a in opened if not a.startswith(loopback)] == []
+
+
+@pytest.mark.slow
+def test_ingest_into_an_existing_ray_cluster_by_address(tiny_bundle, synth_world, tmp_path):
+    """--ray-address: a Ray head started apart (`ray start --head`, on loopback), which the ingest joins and
+    leaves running."""
+    from socket import socket
+
+    with socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's unix sockets live under it (108 bytes max)
+    import secrets
+
+    # a secured cluster, as a user would run one: the head and the driver share a token
+    env = {**ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port",
+                             str(port), "--num-cpus", "3", "--include-dashboard", "false",
+                             "--temp-dir", temp],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        summary = None
+        deadline = time.monotonic() + 120
+        while summary is None:  # the head takes a few seconds to accept drivers
+            proc = subprocess.run([sys.executable, "-m", "omniembed", "ingest", str(synth_world.heldout_path),
+                                   "--bundle", os.fspath(tiny_bundle), "--index", str(tmp_path / "ix"),
+                                   "--state", str(tmp_path / "state"), "--actors", "2", "--threads", "1",
+                                   "--ray-address", f"127.0.0.1:{port}", "--no-progress",
+                                   "--summary", str(tmp_path / "summary.json")],
+                                  capture_output=True, text=True, timeout=300, env=env)
+            if proc.returncode == 0:
+                summary = json.loads((tmp_path / "summary.json").read_text())
+            else:
+                assert head.poll() is None and time.monotonic() < deadline, proc.stderr[-3000:]
+                time.sleep(2)
+        assert summary["written"] == _count(synth_world.heldout_path) and summary["rejected"] == 0
+        assert head.poll() is None  # the cluster was joined, not stopped
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        _kill_mentioning(temp)  # any Ray process of this head that left the group
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _kill_mentioning(text: str) -> None:
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode("utf-8", "replace"):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue

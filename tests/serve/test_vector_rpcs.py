@@ -152,7 +152,7 @@ def test_hnsw_server_answers_searches_like_its_index(make_server):
 
 def test_stop_snapshots_the_index_so_reopening_needs_no_log_replay(make_server, index_backend):
     if index_backend != "faiss":
-        pytest.skip("FAISS snapshots; Milvus persistence is tests/index/test_backends.py and test_milvus_crash.py")
+        pytest.skip("FAISS snapshots; Milvus persistence is in tests/index/test_backends.py and test_crash.py")
     server = make_server()
     with Client(server.target, token=TOKEN) as c:
         _load(c, n=20)

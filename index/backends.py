@@ -46,6 +46,9 @@ class VectorIndex(Protocol):
     def __len__(self) -> int: ...
 
 
+MILVUS_MODULES = ("pymilvus", "milvus_lite")
+
+
 def backend_of(uri: str | os.PathLike) -> str:
     """'faiss' for a folder path, 'milvus' for milvus-lite:// and http(s):// URIs."""
     text = os.fspath(uri)
@@ -67,12 +70,15 @@ def open_index(uri: str | os.PathLike, dim: int | None = None, kind: str = "flat
     prefixes: Matryoshka dims the Milvus backend stores a field for (exact prefix search); FAISS searches any
     prefix exactly and ignores them. token: a Milvus server's token (default $OMNIEMBED_MILVUS_TOKEN)."""
     if backend_of(uri) == "milvus":
+        from .milvus import MilvusIndex  # imports pymilvus and milvus_lite only where it uses them
+
         try:
-            from .milvus import MilvusIndex
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise IndexInputError(f"{uri}: the Milvus backend needs pymilvus and milvus-lite: "
-                                  f"pip install 'omniembed[milvus]' ({exc})") from None
-        return MilvusIndex.open_or_create(os.fspath(uri), dim, kind, prefixes=prefixes, token=token, **params)
+            return MilvusIndex.open_or_create(os.fspath(uri), dim, kind, prefixes=prefixes, token=token, **params)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in MILVUS_MODULES:
+                raise
+            raise IndexInputError(f"{uri}: the Milvus backend needs {exc.name}, which this install lacks: "
+                                  "pip install 'omniembed[milvus]'") from None
     from .core import Index
 
     path = os.fspath(uri)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from omniembed.data.manifest import Item
+from omniembed.data.manifest import Document, Item
 from omniembed.eval.hits import hit_key
 
 # (name, query modality, target modality); "interleaved" = a caption followed by the item's image.
@@ -75,8 +75,12 @@ def entry_id(item: Item, modality: str) -> str:
 def entry_metadata(item: Item, modality: str) -> dict:
     """The stored metadata of one view: its modality, where it came from, and the item's id, group, attributes."""
     uri = item.texts[0] if modality == "text" else item.media[modality].source
-    payload = {"item": item.id, "group": str(item.meta.get("group", item.id)), "attributes": dict(item.attributes)}
-    return {"modality": modality, "uri": uri, "payload": payload}
+    return {"modality": modality, "uri": uri, "payload": entry_payload(item)}
+
+
+def entry_payload(record: Item | Document) -> dict:
+    """What a stored entry says of the record it came from: its id, duplicate group and attributes."""
+    return {"item": record.id, "group": str(record.meta.get("group", record.id)), "attributes": dict(record.attributes)}
 
 
 def plan(items: list[Item]) -> tuple[list[tuple[str, str, str]], list[str]]:

@@ -17,21 +17,20 @@ TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 def connect(address: str | None, cpus: int | None) -> bool:
     """ray.init for an ingest; True when this process started the (local) Ray and so should stop it."""
-    if not address:
-        # read by Ray at import, in this process and in every process it starts: set before importing ray
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import ray
-
-    if not address:
-        from ray._private import ray_constants
-
-        ray_constants.ENABLE_RAY_CLUSTER = False  # where ray was imported before this call (a user's script)
     quiet = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False,
              "configure_logging": True}
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
+        import ray
+
         ray.init(address=address, **quiet)
         return False
+    # read by Ray at import, in this process and in every process it starts: set before importing ray
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # where ray was imported before this call (a user's script)
     # the local Ray keeps its default token auth; its notice about it is not news to an ingest's user
     logging.getLogger(TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
     ray.init(num_cpus=cpus, _node_ip_address=LOOPBACK, **quiet)

@@ -37,8 +37,6 @@ class EmbedActor:
 
         self.embedder = Embedder.load(bundle, threads=threads, inter_threads=1, spin=False, decode_workers=0,
                                       max_audio_seconds=max_audio_seconds, max_video_seconds=max_video_seconds)
-        if dim > self.embedder.dim:
-            raise ConfigError(f"the index holds {dim}-dim vectors; the bundle embeds {self.embedder.dim}")
         self.dim, self.segments = dim, segments
         self.known = _resolve(known)
 
@@ -60,7 +58,7 @@ class EmbedActor:
                 except ITEM_ERRORS as exc:
                     status[j], reason[j] = "reject", f"{batch['source'][j]}: {batch['id'][j]}: {exc}"
         if todo:
-            for j, got in zip(todo, self._embed(decoded, [str(batch["id"][j]) for j in todo])):
+            for j, got in zip(todo, self._embed(decoded)):
                 if isinstance(got, str):
                     status[j], reason[j] = "reject", f"{batch['source'][j]}: {batch['id'][j]}: {got}"
                     continue
@@ -68,13 +66,13 @@ class EmbedActor:
                 if span:
                     windows[j], spans[j] = win.astype(np.float32).tobytes(), json.dumps(span)
             for j, d in zip(todo, decoded):
-                cut[j] = bool(getattr(d, "cut", 0))
+                cut[j] = bool(d.cut)
         return {"source": batch["source"], "id": batch["id"], "status": np.array(status), "reason": np.array(reason),
                 "digest": batch["digest"], "metadata": batch["metadata"], "vector": vectors,
                 "windows": np.array(windows, dtype=object), "spans": np.array(spans), "cut": np.array(cut),
                 "worker": np.full(n, os.getpid(), np.int64)}
 
-    def _embed(self, decoded: list, ids: list[str]) -> list:
+    def _embed(self, decoded: list) -> list:
         """Per decoded input (vector, windows or None, spans or None), or the error text when it fails."""
         try:
             return self._embed_all(decoded)

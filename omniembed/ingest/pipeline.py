@@ -116,8 +116,9 @@ def ingest(source: str | list, bundle: str | os.PathLike, index_uri: str, *, act
                           "threads": threads or max(1, cpus // max(1, actors)), "max_audio_seconds": max_audio_seconds,
                           "max_video_seconds": max_video_seconds}
             try:
-                produce = _results if actors else _results_here
-                for batch in produce(units, fingerprint, ledger, actors, batch_size, actor_args):
+                batches = (_results(units, fingerprint, ledger, actors, batch_size, actor_args) if actors
+                           else _results_here(units, fingerprint, ledger, batch_size, actor_args))
+                for batch in batches:
                     writer.take(batch)
             finally:
                 writer.close()
@@ -155,7 +156,7 @@ def _results(units, fingerprint: str, ledger: Ledger, actors: int, batch_size: i
     yield from ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)
 
 
-def _results_here(units, fingerprint: str, ledger: Ledger, _actors: int, batch_size: int, actor_args: dict):
+def _results_here(units, fingerprint: str, ledger: Ledger, batch_size: int, actor_args: dict):
     """The same work in this process, without Ray (--actors 0): one Embedder, units read in order."""
     from .embedding import EmbedActor
     from .sources import COLUMNS

@@ -56,10 +56,11 @@ def plan_units(source: str | os.PathLike | list, lines_per_unit: int = LINES_PER
     if manifests and len(paths) > 1:
         raise ManifestError(f"{manifests[0]}: give one JSONL manifest, or shards only (got {len(paths)} inputs)")
     if manifests:
-        whole = list(_line_units(manifests[0], 1 << 62))  # one unit of every line: its count
-        total = whole[0].count if whole else 0
-        per_unit = max(1, min(lines_per_unit, -(-total // max(1, min_units))))
-        return list(_line_units(manifests[0], per_unit))
+        units = list(_line_units(manifests[0], lines_per_unit))
+        if 0 < len(units) < min_units:  # a small manifest: scan it again, cut finer so every actor gets work
+            per_unit = -(-sum(u.count for u in units) // min_units)
+            units = list(_line_units(manifests[0], per_unit))
+        return units
     return [Unit(path=p, kind="shard") for p in paths]
 
 
@@ -165,16 +166,14 @@ def _read_shard(path: str, fingerprint: str) -> Iterator[dict]:
 
 def entries_of(record: Record, where: str, fingerprint: str) -> Iterator[dict]:
     """One row per index entry of a record: each view of an item, or the whole of a document."""
-    from omniembed.demo.queries import MODALITIES, entry_id, entry_metadata, view_of
+    from omniembed.demo.queries import MODALITIES, entry_id, entry_metadata, has_view, view_of
 
     if isinstance(record, Document):
         yield _document_entry(record, where, fingerprint)
         return
     assert isinstance(record, Item)
     for modality in MODALITIES:
-        if modality != "text" and modality not in record.media:
-            continue
-        if modality == "text" and not record.texts:
+        if not has_view(record, modality):
             continue
         id_ = entry_id(record, modality)
         try:
@@ -186,6 +185,8 @@ def entries_of(record: Record, where: str, fingerprint: str) -> Iterator[dict]:
 
 
 def _document_entry(doc: Document, where: str, fingerprint: str) -> dict:
+    from omniembed.demo.queries import entry_payload
+
     parts: list[Any] = []
     for i, seg in enumerate(doc.segments):
         if seg.media is None:
@@ -195,9 +196,7 @@ def _document_entry(doc: Document, where: str, fingerprint: str) -> dict:
             parts.append({seg.modality: seg.media.read_bytes()})
         except MediaError as err:
             return reject(where, doc.id, f"{where}: segments[{i}].{seg.modality}: {err}")
-    meta = {"modality": "document", "payload": {"item": doc.id, "group": str(doc.meta.get("group", doc.id)),
-                                                 "attributes": dict(doc.attributes)}}
-    return entry(where, doc.id, parts, meta, fingerprint)
+    return entry(where, doc.id, parts, {"modality": "document", "payload": entry_payload(doc)}, fingerprint)
 
 
 def entry(source: str, id_: str, content: Any, metadata: dict, fingerprint: str) -> dict:

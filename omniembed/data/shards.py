@@ -123,14 +123,23 @@ def record_from_sample(sample: dict, where: str) -> Record:
 
 
 def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {field: bytes}) of each sample of one local shard, in tar order, without webdataset (and so
-    without torch): for readers such as the Ray ingest that only need the bytes. A sample's members are
-    consecutive and share the key before the first dot of their name, as write_shards lays them out."""
+    """(key, {field: bytes}) of each sample of one shard, in tar order, without webdataset (and so
+    without torch): for readers that only need the bytes. `path` may be `pipe:COMMAND` (the command's stdout
+    is the tar). A sample's members are consecutive and share the key before the first dot of their name,
+    as write_shards lays them out. ManifestError when the tar is broken (after the last good sample)."""
     import tarfile
 
+    from omniembed.data.sources import PIPE, UnreadableShard, open_pipe
+
+    proc = None
     key, sample = None, {}
     try:
-        with tarfile.open(path, mode="r|*") as tar:  # streamed: memory holds one sample, not the shard
+        if str(path).startswith(PIPE):
+            stream, proc = open_pipe(str(path))
+            tar = tarfile.open(fileobj=stream, mode="r|*")
+        else:
+            tar = tarfile.open(path, mode="r|*")  # streamed: memory holds one sample, not the shard
+        with tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -142,7 +151,12 @@ def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]
                 key = k
                 sample[field_] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise ManifestError(f"{path}: not a readable shard: {err}") from err
+        raise UnreadableShard(f"{path}: not a readable shard: {err}") from err
+    finally:
+        if proc is not None:
+            proc.stdout.close()
+            if proc.wait() != 0 and not sample and key is None:
+                raise UnreadableShard(f"{path}: the command exited with status {proc.returncode}")
     if sample:
         yield key, sample
 

@@ -16,97 +16,18 @@ a reject).
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
-import os
 import pickle
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
-from omniembed.data.manifest import Document, Item, Record, parse_record
+from omniembed.data.manifest import Document, Item, Record
+from omniembed.data.sources import SHARD_SUFFIXES, Unit, UnreadableShard, parse_raw, plan_units, raw_id, read_raw
 from omniembed.errors import ManifestError, MediaError
 
-LINES_PER_UNIT = 256
-SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+__all__ = ["COLUMNS", "SHARD_SUFFIXES", "Unit", "plan_units", "read_unit", "entries_of", "entry", "reject"]
+
 COLUMNS = ("source", "id", "content", "metadata", "digest", "reason")
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One read task: `count` lines of a manifest from byte `offset` (first numbered `line`), or one shard."""
-
-    path: str
-    kind: str  # "lines" | "shard"
-    offset: int = 0
-    line: int = 0
-    count: int = 0
-
-    def as_row(self) -> dict:
-        return asdict(self)
-
-
-def plan_units(source: str | os.PathLike | list, lines_per_unit: int = LINES_PER_UNIT,
-               min_units: int = 1) -> list[Unit]:
-    """Read units for a manifest (.jsonl), a shard, a brace pattern or list of shards, or a folder of shards.
-    A manifest is cut into at least `min_units` units where it has the lines (so every actor gets work)."""
-    paths = _expand(source)
-    manifests = [p for p in paths if not p.endswith(SHARD_SUFFIXES)]
-    if manifests and len(paths) > 1:
-        raise ManifestError(f"{manifests[0]}: give one JSONL manifest, or shards only (got {len(paths)} inputs)")
-    if manifests:
-        units = list(_line_units(manifests[0], lines_per_unit))
-        if 0 < len(units) < min_units:  # a small manifest: scan it again, cut finer so every actor gets work
-            per_unit = -(-sum(u.count for u in units) // min_units)
-            units = list(_line_units(manifests[0], per_unit))
-        return units
-    return [Unit(path=p, kind="shard") for p in paths]
-
-
-def _expand(source: str | os.PathLike | list) -> list[str]:
-    entries = [os.fspath(s) for s in source] if isinstance(source, (list, tuple)) else [os.fspath(source)]
-    out: list[str] = []
-    for entry in entries:
-        if os.path.isdir(entry):
-            found = sorted(p for p in glob.glob(os.path.join(entry, "*")) if p.endswith(SHARD_SUFFIXES))
-            if not found:
-                raise ManifestError(f"{entry}: a folder with no shards (*.tar) in it")
-            out += found
-            continue
-        for path in _braces(entry):
-            if not os.path.isfile(path):
-                raise ManifestError(f"{path}: no such manifest or shard")
-            out.append(path)
-    return [os.path.abspath(p) for p in out]
-
-
-def _braces(entry: str) -> list[str]:
-    """'shard-{000000..000099}.tar' -> its paths (as webdataset reads them), where braceexpand is installed."""
-    try:
-        import braceexpand
-    except ImportError:  # a serve-only install: no patterns, plain paths still work
-        return [entry]
-    return list(braceexpand.braceexpand(entry))
-
-
-def _line_units(path: str, lines_per_unit: int) -> Iterator[Unit]:
-    """Units of `lines_per_unit` lines, from one binary scan for newlines (no JSON parsed here)."""
-    offset, line, start, start_line, count = 0, 1, 0, 1, 0
-    try:
-        handle = open(path, "rb")
-    except OSError as err:
-        raise ManifestError(f"{path}: cannot open manifest: {err.strerror or err}") from err
-    with handle:
-        for raw in handle:
-            if count == 0:
-                start, start_line = offset, line
-            offset, line, count = offset + len(raw), line + 1, count + 1
-            if count == lines_per_unit:
-                yield Unit(path, "lines", start, start_line, count)
-                count = 0
-    if count:
-        yield Unit(path, "lines", start, start_line, count)
 
 
 def read_unit(unit: dict, fingerprint: str) -> Iterator[dict]:
@@ -119,47 +40,27 @@ def read_unit(unit: dict, fingerprint: str) -> Iterator[dict]:
 
 
 def _read_lines(unit: dict, fingerprint: str) -> Iterator[dict]:
-    path = unit["path"]
-    base = os.path.dirname(path)
-    with open(path, "rb") as handle:
-        handle.seek(unit["offset"])
-        for lineno in range(unit["line"], unit["line"] + unit["count"]):
-            raw = handle.readline()
-            where = f"{path}:{lineno}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                yield reject(where, "", f"{where}: not UTF-8 text: {err.reason} at byte {err.start}")
-                continue
-            if not text.strip():
-                continue  # blank lines carry nothing, as in iter_manifest
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as err:
-                yield reject(where, "", f"{where}: invalid JSON: {err.msg} at column {err.colno}")
-                continue
-            try:
-                record = parse_record(obj, base_dir=base, where=(path, lineno))
-            except ManifestError as err:
-                yield reject(where, _id_of(obj), str(err))
-                continue
-            yield from entries_of(record, where, fingerprint)
+    for raw in read_raw(unit):
+        try:
+            record = parse_raw(raw)
+        except ManifestError as err:
+            yield reject(raw.where, raw_id(raw), str(err))
+            continue
+        yield from entries_of(record, raw.where, fingerprint)
 
 
 def _read_shard(path: str, fingerprint: str) -> Iterator[dict]:
-    from omniembed.data.shards import iter_tar_samples, record_from_sample
-
     key = None
     try:
-        for key, sample in iter_tar_samples(path):
-            where = f"{path}#{key}"
+        for raw in read_raw(Unit(path, "shard")):
+            key = raw.where.rsplit("#", 1)[-1]
             try:
-                record = record_from_sample(sample, where)
+                record = parse_raw(raw)
             except ManifestError as err:
-                yield reject(where, "", str(err))
+                yield reject(raw.where, "", str(err))
                 continue
-            yield from entries_of(record, where, fingerprint)
-    except ManifestError as err:  # the tar itself is broken: what follows the last good sample is lost
+            yield from entries_of(record, raw.where, fingerprint)
+    except UnreadableShard as err:  # the tar itself is broken: what follows the last good sample is lost
         after = f" after sample {key}" if key is not None else ""
         yield reject(path, "", f"{err}; the rest of this shard{after} was not read")
 
@@ -212,8 +113,3 @@ def _key(fingerprint: str, meta: str) -> bytes:
 
 def reject(source: str, id_: str, reason: str) -> dict:
     return {"source": source, "id": id_, "content": b"", "metadata": "", "digest": "", "reason": reason}
-
-
-def _id_of(obj: Any) -> str:
-    id_ = obj.get("id") if isinstance(obj, dict) else None
-    return id_ if isinstance(id_, str) else ""

@@ -18,6 +18,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint
 import torch.nn.functional as F
 
 from omniembed.model.config import ModelConfig
@@ -116,9 +117,10 @@ class Attention(nn.Module):
                 v = torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
         drop = self.dropout if self.training else 0.0
-        if mask.dtype != torch.bool and mask.dtype != q.dtype:  # a float bias must match q under autocast
+        if mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:  # a float bias must match q under autocast
             mask = mask.to(q.dtype)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        # no mask: causal over right-padded rows, which lets CUDA take the flash kernel (see forward_lm)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=mask is None)
         y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         return self.resid_drop(self.out(y))
 
@@ -161,6 +163,7 @@ class OmniModel(nn.Module):
         self.norm = RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.grid_emb = nn.Embedding(cfg.image_tokens, cfg.d_model) if cfg.grid_position else None
+        self.checkpoint_activations = False  # train.activation_checkpointing: recompute blocks in backward
         self._add_heads_and_init(cfg)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
@@ -214,9 +217,13 @@ class OmniModel(nn.Module):
         if self.grid_emb is not None:
             x = x + self.grid_embedding(ids)
         x = self.drop(x)
-        mask = additive_mask(mask)  # once for all layers
+        mask = None if mask is None else additive_mask(mask)  # once for all layers
+        recompute = self.checkpoint_activations and self.training and torch.is_grad_enabled() and caches is None
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, mask, None if caches is None else caches[i])
+            if recompute:  # keep only each block's input; its activations are recomputed in backward
+                x = torch.utils.checkpoint.checkpoint(block, x, cos, sin, mask, None, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, mask, None if caches is None else caches[i])
         return self.norm(x)
 
     def grid_embedding(self, ids: torch.Tensor) -> torch.Tensor:
@@ -237,6 +244,11 @@ class OmniModel(nn.Module):
 
     def forward_lm(self, ids: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits (B, T, V): position t predicts token t+1."""
+        pad_mask = self._check(ids, pad_mask)
+        if bool((pad_mask[:, 1:] <= pad_mask[:, :-1]).all()):
+            # right-padded (as training batches are): causal attention alone never lets a real token see a
+            # pad, so no mask is built and CUDA's SDPA can use its flash kernel; logits of pads are unused
+            return self.lm_head(self._trunk(ids, positions_from_mask(pad_mask), None))
         return self.lm_head(self.hidden(ids, pad_mask, causal=True))
 
     def pool(self, h: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:

@@ -404,18 +404,22 @@ def _beside(fn: Callable, args: tuple, workers: int, worker_kwargs: dict | None 
 
 
 # --- the stage ------------------------------------------------------------------------------------------------
-def train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfig) -> dict[str, Any]:
+def train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfig,
+                     records: list | None = None) -> dict[str, Any]:
     """Run the whole stage on `cfg.threads` torch threads; returns the report (also written to
-    out/report.json). The caller's thread count is restored after: omniembed.train runs the trunk next."""
+    out/report.json). `records`: learn from these (e.g. a sample of a corpus) instead of reading `manifest`,
+    which then only names the source in the report. The caller's thread count is restored after:
+    omniembed.train runs the trunk next."""
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        return _train_tokenizers(manifest, out, cfg)
+        return _train_tokenizers(manifest, out, cfg, records)
     finally:
         torch.set_num_threads(caller_threads)
 
 
-def _train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfig) -> dict[str, Any]:
+def _train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfig,
+                      records: list | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     out = Path(out)
@@ -425,7 +429,7 @@ def _train_tokenizers(manifest: str | Path, out: str | Path, cfg: TokenizerConfi
     if cfg.autocast_bf16 and not _cpu_has_native_bf16():
         log.warning("autocast_bf16=true on a CPU without AVX512-BF16/AMX: bf16 convolutions are emulated and "
                     "slower than fp32 here; set autocast_bf16=false")
-    records = load_manifest(manifest)
+    records = load_manifest(manifest) if records is None else records
     data = collect_data(records, cfg)
     timings["decode_s"] = time.perf_counter() - t0
     log.info("decoded %s in %.1fs (%d skipped)", json.dumps(data.counts), timings["decode_s"], len(data.skipped))

@@ -65,6 +65,40 @@ def near_misses(items: list[CorpusItem]) -> list[list[int]]:
     return [neighbours[key] if key is not None else [] for key in keys]
 
 
+def view_rows(corpus: Corpus, items: list[CorpusItem], views: list[str], draws, data: DataConfig):
+    """One padded (ids, mask) per view over `items` (rows in item order). Each item's views share one draw,
+    which picks its caption and the window of its long media (a step reads one window of each). An item
+    without a view (or a None item: a row for a record that is not an item) gets the bare <bos> <eos> <embed>
+    there, a masked row (see MaskedViewsBatch)."""
+    pad, mx, s = corpus.specials["pad"], data.max_view_tokens, corpus.specials
+    bare = np.asarray([s["bos"], s["eos"], s["embed"]], dtype=np.int64)
+    return [pad_batch([corpus.view_ids(it, v, int(c), mx, window=int(c)) if it is not None and v in it.views()
+                       else bare
+                       for it, c in zip(items, draws)], pad) for v in views]
+
+
+def lm_rows(corpus: Corpus, units: list[tuple[str, object]], draws, data: DataConfig) -> TokenBatch:
+    """The next-token batch of units ("doc", body ids) or ("cap", item): a caption sequence of one of the
+    item's media (by the unit's two draws); data.caption_loss says whether only the caption is counted."""
+    seqs, starts = [], []  # starts: first token the loss counts (0: all of it)
+    for (kind, unit), (c_view, c_text) in zip(units, draws):
+        if kind == "doc":
+            seqs.append(corpus.body_sequence(unit, data.lm_max_len))
+            starts.append(0)
+            continue
+        views = [v for v in CAPTIONED_VIEWS if v in unit.blocks]
+        seq, prompt = corpus.caption_sequence(unit, views[int(c_view) % len(views)], int(c_text), data.lm_max_len)
+        seqs.append(seq)
+        starts.append(prompt if data.caption_loss == "text" else 0)
+    ids, mask = pad_batch(seqs, corpus.specials["pad"])
+    loss_mask = mask & (torch.arange(ids.shape[1])[None, :] >= torch.tensor(starts)[:, None])  # (B, T)
+    return TokenBatch(ids, mask, loss_mask)
+
+
+def captionable(item: CorpusItem) -> bool:
+    return bool(item.texts) and any(v in item.blocks for v in CAPTIONED_VIEWS)
+
+
 class TrainStream:
     def __init__(self, corpus: Corpus, loop: LoopConfig, data: DataConfig, seed: int, rank: int = 0,
                  world: int = 1):
@@ -102,8 +136,7 @@ class TrainStream:
         # LM units: ("doc", index) or ("cap", item index) for items with captions and a media block
         self.lm_units = [("doc", j) for j in range(len(corpus.documents))]
         if data.caption_sequences:
-            self.lm_units += [("cap", i) for i in train
-                              if corpus.items[i].texts and any(v in corpus.items[i].blocks for v in CAPTIONED_VIEWS)]
+            self.lm_units += [("cap", i) for i in train if captionable(corpus.items[i])]
         self.lm_sampler = ResumableSampler(len(self.lm_units), seed=seed * 1000 + 999) if self.lm_units else None
 
     def _setup_multiview(self, train: list[int]) -> None:
@@ -156,10 +189,7 @@ class TrainStream:
         picks = self._picks(name, rng)
         captions = rng.integers(0, 1 << 30, size=self.loop.pair_batch)[self.rank::self.world]
         items = [self.corpus.items[self.members[name][k]] for k in picks]
-        pad, mx = self.corpus.specials["pad"], self.data.max_view_tokens
-        # the caption draw also picks the window of long media (a step reads one window of each)
-        batches = [pad_batch([self.corpus.view_ids(it, v, int(c), mx, window=int(c)) for it, c in zip(items, captions)],
-                             pad) for v in views]
+        batches = view_rows(self.corpus, items, views, captions, self.data)
         labels = torch.tensor([self.group_index[it.group] for it in items], dtype=torch.long)
         return batches, labels
 
@@ -186,23 +216,17 @@ class TrainStream:
             return None
         rng = self._rng(step, 1)
         choice = rng.integers(0, 1 << 30, size=(self.loop.lm_batch, 2))[self.rank::self.world]
-        seqs, starts = [], []  # starts: first token the loss counts (0: all of it)
-        for k, (c_view, c_text) in zip(self.lm_sampler.take_shard(self.loop.lm_batch, self.rank, self.world),
-                                       choice):
+        units = []
+        for k in self.lm_sampler.take_shard(self.loop.lm_batch, self.rank, self.world):
             kind, idx = self.lm_units[k]
-            if kind == "doc":
-                seqs.append(self.corpus.document_sequence(idx, self.data.lm_max_len))
-                starts.append(0)
-                continue
-            item = self.corpus.items[idx]
-            views = [v for v in CAPTIONED_VIEWS if v in item.blocks]
-            seq, prompt = self.corpus.caption_sequence(item, views[int(c_view) % len(views)], int(c_text),
-                                                       self.data.lm_max_len)
-            seqs.append(seq)
-            starts.append(prompt if self.data.caption_loss == "text" else 0)
-        ids, mask = pad_batch(seqs, self.corpus.specials["pad"])
-        loss_mask = mask & (torch.arange(ids.shape[1])[None, :] >= torch.tensor(starts)[:, None])  # (B, T)
-        return TokenBatch(ids, mask, loss_mask)
+            units.append(("doc", self.corpus.documents[idx]) if kind == "doc" else ("cap", self.corpus.items[idx]))
+        return lm_rows(self.corpus, units, choice, self.data)
+
+    def next_batches(self, step: int):
+        """(contrastive batch, LM batch or None, the batch's name) of step `step` (a micro-batch index under
+        gradient accumulation)."""
+        pairs, name = self.pair_batch(step)
+        return pairs, self.lm_batch(step), name
 
     def state_dict(self) -> dict:
         return {"pairs": {k: s.state_dict() for k, s in self.samplers.items()},
@@ -216,3 +240,66 @@ class TrainStream:
             self.samplers[k].load_state_dict(s)
         if self.lm_sampler is not None and state["lm"] is not None:
             self.lm_sampler.load_state_dict(state["lm"])
+
+
+class StreamBatches:
+    """Batches from a streamed corpus (omniembed.train.streaming), one code path with TrainStream's rows.
+
+    Each step takes this rank's share (pair_batch / world) of the next records in stream order, so every
+    record of an epoch is used exactly once: its item's views are rows of one all-views contrastive batch
+    (MaskedViewsBatch: every weighted pair among the views present, each over the rows that have both), and
+    its document, or a caption sequence of a captioned item (up to lm_batch / world per step), rows of the
+    next-token batch. Pair sampling weights, loop.multiview and hard negatives are for the in-memory corpus;
+    here pair_weights weigh the pairs' losses. Random draws (caption, window) come from (seed, step)."""
+
+    def __init__(self, reader, specials: dict, loop: LoopConfig, data: DataConfig, seed: int, rank: int = 0,
+                 world: int = 1, trace=None):
+        from omniembed.train.corpus import Corpus
+
+        for n, b in (("pair_batch", loop.pair_batch), ("lm_batch", loop.lm_batch)):
+            if b % world:
+                raise ConfigError(f"loop.{n}={b} does not split evenly over {world} processes")
+        self.reader, self.loop, self.data, self.seed = reader, loop, data, seed
+        self.rank, self.world = rank, world
+        self.corpus = Corpus([], [], specials)  # the specials and the row builders; no items held
+        weights = {k: w for k, w in loop.pair_weights.items() if w > 0}
+        self.views = sorted({v for k in weights for v in k.split("-")})
+        self.pairs = [(self.views.index(a), self.views.index(b), w)
+                      for a, b, w in sorted((*k.split("-"), w) for k, w in weights.items())]
+        self.trace = trace  # a callable(step, elements) that records what each step trained on, or None
+
+    def next_batches(self, step: int):
+        from omniembed.train.trainer import MaskedViewsBatch
+
+        n = self.loop.pair_batch // self.world
+        elements = [self.reader.next() for _ in range(n)]
+        if self.trace is not None:
+            self.trace(step, elements)
+        rng = np.random.default_rng([self.seed, step, self.rank, 2])
+        draws = rng.integers(0, 1 << 30, size=(n, 3))
+        # a row per element, so every rank gathers the same number (rows of non-items are masked out)
+        items = [e["item"] if e["kind"] == "item" else None for e in elements]
+        present = torch.tensor([[it is not None and v in it.views() for v in self.views] for it in items],
+                               dtype=torch.bool).reshape(n, len(self.views))
+        labels = torch.tensor([e.get("label", 0) for e in elements], dtype=torch.long)
+        pairs = MaskedViewsBatch(view_rows(self.corpus, items, self.views, draws[:, 0], self.data), present,
+                                 self.pairs, labels)
+        lm = None
+        if self.loop.lm_every:
+            cap = self.loop.lm_batch // self.world
+            units, unit_draws = [], []
+            for e, d in zip(elements, draws):
+                if e["kind"] == "document":
+                    units.append(("doc", e["body"]))
+                elif e["kind"] == "item" and self.data.caption_sequences and captionable(e["item"]) \
+                        and sum(k == "cap" for k, _ in units) < cap:
+                    units.append(("cap", e["item"]))
+                else:
+                    continue
+                unit_draws.append(d[1:])
+            if units:
+                lm = lm_rows(self.corpus, units, unit_draws, self.data)
+        return pairs, lm, "stream"
+
+    def state_dict(self) -> dict:
+        return {"stream": self.reader.state_dict()}

@@ -80,9 +80,12 @@ class Corpus:
         return seq[:max_tokens], 1 + len(media)
 
     def document_sequence(self, index: int, max_tokens: int) -> np.ndarray:
+        return self.body_sequence(self.documents[index], max_tokens)
+
+    def body_sequence(self, body: np.ndarray, max_tokens: int) -> np.ndarray:
+        """<bos> a document body <eos>, cut to max_tokens."""
         s = self.specials
-        body = self.documents[index][:max_tokens - 2]
-        return np.concatenate([[s["bos"]], body, [s["eos"]]]).astype(np.int64)
+        return np.concatenate([[s["bos"]], body[:max_tokens - 2], [s["eos"]]]).astype(np.int64)
 
     # ---- cache ----------------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
@@ -150,10 +153,11 @@ class _Tokenize:
     """Media blocks cached by source, so a file shared by an item and a document is decoded once."""
 
     def __init__(self, doc_tok: DocumentTokenizer, sample_rate: int, video_fps: float,
-                 windowing: Windowing | None = None):
+                 windowing: Windowing | None = None, cache: bool = True):
         self.doc, self.rate, self.fps, self.windowing = doc_tok, sample_rate, video_fps, windowing
         self.side = image_side(doc_tok.image)
         self.cache: dict[str, tuple | MediaError] = {}
+        self.keep = cache  # False for a stream: memory must not grow with the corpus
 
     def encode_media(self, media, whole: bool = False) -> tuple[list[np.ndarray], list | None]:
         """(the blocks of one media file, their windows' [start, end] or None when it is one block)."""
@@ -167,6 +171,8 @@ class _Tokenize:
         return [np.asarray(self.doc.encode([seg], bos=False, eos=False), dtype=np.int64)], None
 
     def media(self, media) -> tuple[list[np.ndarray], list | None]:
+        if not self.keep:
+            return self.encode_media(media)
         if media.source not in self.cache:
             self.cache[media.source] = self.encode_media(media)
         got = self.cache[media.source]
@@ -180,6 +186,8 @@ class _Tokenize:
         if spans is None:
             return blocks[0]
         key = "whole:" + media.source
+        if not self.keep:
+            return self.encode_media(media, whole=True)[0][0]
         if key not in self.cache:
             self.cache[key] = self.encode_media(media, whole=True)
         return self.cache[key][0][0]
@@ -226,6 +234,23 @@ class _Tokenize:
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
+def corpus_item(record: Item, tok: _Tokenize, split: str) -> tuple[CorpusItem, int]:
+    """(the tokenized item, how many of its views did not decode and were left out, each logged)."""
+    it = CorpusItem(record.id, split, group_key(record), dict(record.attributes or {}))
+    it.texts = [tok.text(t) for t in record.texts]
+    skipped = 0
+    for view, media in record.media.items():
+        try:
+            blocks, spans = tok.media(media)
+            it.blocks[view] = blocks[0]
+            if spans is not None:
+                it.windows[view], it.spans[view] = blocks, spans
+        except MediaError as err:
+            skipped += 1
+            log.warning("item %s: skipping its %s view: %s", record.id, view, err)
+    return it, skipped
+
+
 def build_corpus(train: list, heldout: list, doc_tok: DocumentTokenizer, sample_rate: int,
                  video_fps: float, workers: int = 1, windowing: Windowing | None = None) -> Corpus:
     """Tokenize the records of both splits. Items missing a decodable view keep their other views (logged).
@@ -241,17 +266,8 @@ def build_corpus(train: list, heldout: list, doc_tok: DocumentTokenizer, sample_
                               desc="tokenize", unit="rec", leave=False):
         split = record.split or split
         if isinstance(record, Item):
-            it = CorpusItem(record.id, split, group_key(record), dict(record.attributes or {}))
-            it.texts = [tok.text(t) for t in record.texts]
-            for view, media in record.media.items():
-                try:
-                    blocks, spans = tok.media(media)
-                    it.blocks[view] = blocks[0]
-                    if spans is not None:
-                        it.windows[view], it.spans[view] = blocks, spans
-                except MediaError as err:
-                    skipped += 1
-                    log.warning("item %s: skipping its %s view: %s", record.id, view, err)
+            it, bad = corpus_item(record, tok, split)
+            skipped += bad
             items.append(it)
             by_id[it.id] = it
             continue

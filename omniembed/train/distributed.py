@@ -63,13 +63,17 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def wrap_model(model: nn.Module, mode: str = "auto", find_unused: bool = False) -> nn.Module:
+def wrap_model(model: nn.Module, mode: str = "auto", find_unused: bool = False, bf16: bool = False,
+               reshard: bool = True) -> nn.Module:
     """DDP or FSDP (FSDP2 `fully_shard`, one unit per transformer block plus the root) around `model`.
 
     `auto` picks DDP when a multi-process group is up and leaves the model alone otherwise. FSDP shards
     parameters in place and returns the same object; DDP returns a wrapper whose `.module` is the model.
     `find_unused`: DDP must be told when some steps leave parameters without gradients (e.g. an LM-only
     step never touches the embedding head); it costs a graph walk per step, so it is off by default.
+    FSDP with `bf16`: parameters are gathered and computed in bfloat16, gradients reduced in fp32 and the
+    sharded master weights stay fp32 (MixedPrecisionPolicy); `reshard` False keeps gathered parameters
+    between forward and backward (ZeRO-2: more memory, fewer all-gathers).
     """
     if mode not in PARALLEL_MODES:
         raise ConfigError(f"parallel={mode!r}: must be one of {PARALLEL_MODES}")
@@ -83,11 +87,13 @@ def wrap_model(model: nn.Module, mode: str = "auto", find_unused: bool = False) 
         device_ids = [model_device(model).index] if model_device(model).type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
                                                    find_unused_parameters=find_unused)
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 \
+        else MixedPrecisionPolicy()
     for block in getattr(model, "blocks", []):
-        fully_shard(block)
-    fully_shard(model)
+        fully_shard(block, mp_policy=policy, reshard_after_forward=reshard)
+    fully_shard(model, mp_policy=policy, reshard_after_forward=reshard)
     return model
 
 
@@ -135,6 +141,15 @@ def all_gather_nograd(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def all_gather_object(obj) -> list:
+    """Every rank's `obj` (picklable), in rank order; [obj] in a single process."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 @torch.no_grad()

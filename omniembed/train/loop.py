@@ -20,10 +20,13 @@ from tqdm import tqdm
 from omniembed.errors import ConfigError
 from omniembed.model import build_model, check_recorded, config_for_vocabulary, model_config_dict
 from omniembed.train import distributed as D
-from omniembed.train.batches import TrainStream
+from omniembed.train.batches import StreamBatches, TrainStream
 from omniembed.train.config import RunConfig
 from omniembed.train.evaluate import evaluation_record, headline, write_eval
-from omniembed.train.rundir import CHECKPOINT_FILE, CONFIG_FILE, STEPS_FILE, TOKENIZER_DIR, VOCAB_FILE
+from omniembed.train.rundir import (CHECKPOINT_FILE, CONFIG_FILE, STEPS_FILE, THROUGHPUT_FILE, TOKENIZER_DIR,
+                                    VOCAB_FILE)
+from omniembed.train.streaming import StreamReader, restart_state
+from omniembed.train.throughput import Throughput, batch_tokens
 from omniembed.train.stages import prepare_data
 from omniembed.train.trainer import Trainer
 
@@ -47,7 +50,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
     started = time.perf_counter()
     torch.set_num_threads(cfg.loop.threads)
     device = D.init_from_env()
-    doc_tok, key, corpus = prepare_data(cfg, run_dir)
+    doc_tok, key, corpus, settings = prepare_data(cfg, run_dir)
 
     model_cfg = config_for_vocabulary(cfg.model, doc_tok.vocab, image_tokens=doc_tok.tokens_per_image or 0)
     torch.manual_seed(cfg.seed)
@@ -60,19 +63,28 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
     # steps may be pair-only (lm_every > 1): DDP must then tolerate the LM head going unused
     tcfg = cfg.train
     tcfg.total_steps = cfg.loop.steps
-    tcfg.ddp_find_unused = tcfg.ddp_find_unused or cfg.loop.lm_every != 1
+    # streamed steps may lack LM rows or views on a rank: DDP must tolerate parameters without gradients
+    tcfg.ddp_find_unused = tcfg.ddp_find_unused or cfg.loop.lm_every != 1 or settings is not None
     trainer = Trainer(model, tcfg)
-    stream = TrainStream(corpus, cfg.loop, cfg.data, cfg.seed, D.rank(), D.world_size())
     ckpt = run_dir / CHECKPOINT_FILE
+    state = None
     if resume:
         state = trainer.resume(ckpt)
         if state["extra"].get("corpus") != key:
             raise ConfigError(f"{ckpt}: was trained on another corpus or tokenizers than {run_dir} holds now")
-        stream.load_state_dict(state["data_state"])
         log.info("resumed from %s at step %d", ckpt, trainer.step)
-    log.info("model: %s, %d layers of width %d, %.2fM parameters; %d train items, %d documents; pairs %s",
-             cfg.model.get("kind", "early"), model_cfg.n_layers, model_cfg.d_model, model.num_params() / 1e6,
-             len(corpus.split("train")), len(corpus.documents), stream.pairs)
+    if settings is None:
+        stream = TrainStream(corpus, cfg.loop, cfg.data, cfg.seed, D.rank(), D.world_size())
+        if state is not None:
+            stream.load_state_dict(state["data_state"])
+        log.info("model: %s, %d layers of width %d, %.2fM parameters; %d train items, %d documents; pairs %s",
+                 cfg.model.get("kind", "early"), model_cfg.n_layers, model_cfg.d_model, model.num_params() / 1e6,
+                 len(corpus.split("train")), len(corpus.documents), stream.pairs)
+    else:
+        stream = _stream_batches(cfg, settings, doc_tok, run_dir, None if state is None else state["data_state"])
+        log.info("model: %s, %d layers of width %d, %.2fM parameters; streamed; pair losses %s",
+                 cfg.model.get("kind", "early"), model_cfg.n_layers, model_cfg.d_model, model.num_params() / 1e6,
+                 [f"{stream.views[k]}-{stream.views[l]}" for k, l, _ in stream.pairs])
 
     writer = None
     if D.rank() == 0:
@@ -82,46 +94,66 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
     config_dict = resolved_config(cfg, model, model_cfg)
 
     def save():
-        trainer.save(ckpt, data_state=stream.state_dict(), config=config_dict, extra={"corpus": key})
+        data_state = stream.state_dict()
+        if settings is not None:  # every rank reads its own streams: keep every rank's position
+            data_state = {"ranks": D.all_gather_object(data_state), "workers": settings.workers}
+        trainer.save(ckpt, data_state=data_state, config=config_dict, extra={"corpus": key})
 
     last: dict = {}
     end = cfg.loop.steps if stop_at is None else min(stop_at, cfg.loop.steps)
     bar = tqdm(total=end, initial=trainer.step, desc="train", unit="step", disable=D.rank() != 0,
                dynamic_ncols=True)
-    t0, tokens = time.perf_counter(), 0
+    rate = Throughput(model, trainer.device, D.world_size(), tcfg.peak_tflops)
+    t0, accum = time.perf_counter(), tcfg.grad_accum
     while trainer.step < end:
         step = trainer.step + 1
-        pairs, pair_name = stream.pair_batch(step)
-        lm = stream.lm_batch(step)
-        res = trainer.train_step(lm=lm, pairs=pairs)
-        tokens += pairs.tokens() + (0 if lm is None else int(lm.pad_mask.sum()))
+        # batch indices count micro-batches (the step itself without accumulation); a skipped step's data
+        # is not drawn again (the samplers and the stream have moved on)
+        micro, pair_name = [], ""
+        for j in range(accum):
+            pairs, lm, pair_name = stream.next_batches((step - 1) * accum + j + 1)
+            micro.append((lm, pairs))
+            for batch in (pairs, lm):
+                rate.add(*batch_tokens(batch))
+        res = trainer.train_step(micro=micro)
         bar.update(0 if res.skipped else 1)
         if res.skipped:
             continue
         s = res.stats
         bar.set_postfix(loss=f"{res.loss:.3f}", con=f"{s.get('con/loss', float('nan')):.3f}",
                         lm=f"{s.get('lm/ce', float('nan')):.3f}", refresh=False)
+        speed = rate.report() if cfg.loop.log_every and res.step % cfg.loop.log_every == 0 else None
         if writer is not None:
             with open(run_dir / STEPS_FILE, "a") as f:
                 f.write(json.dumps({"step": res.step, "loss": res.loss, "lr": res.lr, "grad_norm": res.grad_norm,
                                     "pair": pair_name, "seconds": round(time.perf_counter() - t0, 3),
+                                    **({} if speed is None else {"tok_s": speed["tokens_per_s"],
+                                                                 "mfu": speed["mfu"]}),
                                     **{k: v for k, v in s.items()}}) + "\n")
             writer.add_scalar("train/loss", res.loss, res.step)
             writer.add_scalar("train/lr", res.lr, res.step)
             writer.add_scalar("train/grad_norm", res.grad_norm, res.step)
             for k, v in s.items():
                 writer.add_scalar(k.replace("@", "_at_"), v, res.step)
-        if cfg.loop.log_every and res.step % cfg.loop.log_every == 0:
-            rate = tokens * D.world_size() / (time.perf_counter() - t0)  # every rank's share is about this one's
-            log.info("step %d/%d loss %.4f con %.4f lm %.4f temp %.4f lr %.2e grad %.2f (%s) %.0f tok/s", res.step,
-                     cfg.loop.steps, res.loss, s.get("con/loss", float("nan")), s.get("lm/ce", float("nan")),
-                     s.get("temperature", float("nan")), res.lr, res.grad_norm, pair_name, rate)
+            if speed is not None:
+                writer.add_scalar("train/tokens_per_s", speed["tokens_per_s"], res.step)
+                if speed["mfu"] is not None:
+                    writer.add_scalar("train/mfu", speed["mfu"], res.step)
+        if speed is not None:
+            log.info("step %d/%d loss %.4f con %.4f lm %.4f temp %.4f lr %.2e grad %.2f (%s) %.0f tok/s MFU %s",
+                     res.step, cfg.loop.steps, res.loss, s.get("con/loss", float("nan")),
+                     s.get("lm/ce", float("nan")), s.get("temperature", float("nan")), res.lr, res.grad_norm,
+                     pair_name, speed["tokens_per_s"], "n/a" if speed["mfu"] is None else f"{speed['mfu']:.2%}")
         if cfg.loop.ckpt_every and res.step % cfg.loop.ckpt_every == 0 and res.step < end:
             save()
         if cfg.loop.eval_every and res.step % cfg.loop.eval_every == 0 and res.step < end:
             last = _eval_and_log(model, corpus, cfg, doc_tok, res.step, run_dir, writer, started)
     bar.close()
+    if settings is not None:
+        stream.reader.close()
     save()
+    if D.rank() == 0:
+        (run_dir / THROUGHPUT_FILE).write_text(json.dumps(rate.report(), indent=1) + "\n")
     last = _eval_and_log(model, corpus, cfg, doc_tok, trainer.step, run_dir, writer, started)
     if writer is not None:
         writer.close()
@@ -129,8 +161,44 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
     return last
 
 
+def _stream_batches(cfg: RunConfig, settings, doc_tok, run_dir: Path, saved: dict | None) -> StreamBatches:
+    """This rank's StreamBatches, at the saved position where the world size and worker count match."""
+    import dataclasses
+
+    settings = dataclasses.replace(settings, rank=D.rank(), world=D.world_size())
+    state = None
+    if saved is not None:
+        ranks = saved.get("ranks")
+        if not ranks:
+            raise ConfigError("the checkpoint holds an in-memory corpus position, this run streams: resume "
+                              "with the data settings it was trained with")
+        if len(ranks) == settings.world and saved.get("workers") == settings.workers:
+            state = ranks[settings.rank]["stream"]
+        else:
+            state = restart_state([r["stream"] for r in ranks], settings.workers)
+            log.warning("resuming a stream saved with %d rank(s) x %d loader worker(s) on %d x %d: positions do "
+                        "not carry over, so epoch %d restarts from its start (its records already trained on "
+                        "are read again, none is skipped)", len(ranks), saved.get("workers"), settings.world,
+                        settings.workers, state["positions"][0][0])
+    sp = doc_tok.vocab.special
+    specials = {"bos": sp("<bos>"), "eos": sp("<eos>"), "embed": sp("<embed>"), "pad": sp("<pad>")}
+    trace = None
+    if cfg.data.record_ids:
+        path = run_dir / f"stream-ids-rank{settings.rank}.jsonl"
+
+        def trace(step, elements):
+            with open(path, "a") as f:
+                f.write(json.dumps({"step": step, "ids": [e.get("id") for e in elements],
+                                    "epochs": [e["epoch"] for e in elements],
+                                    "kinds": [e["kind"] for e in elements]}) + "\n")
+    return StreamBatches(StreamReader(settings, state), specials, cfg.loop, cfg.data, cfg.seed, settings.rank,
+                         settings.world, trace)
+
+
 def _eval_and_log(model, corpus, cfg, doc_tok, step, run_dir, writer, started) -> dict:
     record: dict = {}
+    if corpus is None:  # a streamed run without data.heldout
+        return record
     if D.rank() == 0:
         record = evaluation_record(model, corpus, cfg, doc_tok, step)
         record["wall_s"] = round(time.perf_counter() - started, 1)  # this process, all stages so far

@@ -25,6 +25,7 @@ from omniembed.errors import ConfigError
 
 CONFIG_FILE, CHECKPOINT_FILE, TOKENIZER_DIR, VOCAB_FILE = "train.yaml", "checkpoint.pt", "tokenizers", "vocab.json"
 EVAL_FILE, LOG_FILE, WINDOWS_FILE = "eval.jsonl", "train.log", "windows.json"
+THROUGHPUT_FILE = "throughput.json"  # tokens/s and MFU of the whole loop (omniembed.train.throughput)
 STEPS_FILE = "steps.jsonl"  # one line per applied step: step, loss, the loss terms, lr, pair, seconds into the loop
 
 

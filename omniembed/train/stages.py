@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -28,9 +29,23 @@ from omniembed.train.rundir import TOKENIZER_DIR, WINDOWS_FILE
 log = logging.getLogger("omniembed.train")
 
 
-def resolve_data(cfg: RunConfig, run_dir: Path) -> tuple[Path, Path | None]:
-    """(train manifest, held-out manifest or None); generates the synthetic world when none is given."""
+def streamed_source(cfg: RunConfig):
+    """What a streamed run reads (data.shards, or data.manifest with data.stream), or None: in memory."""
+    if cfg.data.shards is not None:
+        return cfg.data.shards
+    return cfg.data.manifest if cfg.data.stream else None
+
+
+def resolve_data(cfg: RunConfig, run_dir: Path) -> tuple[Path | None, Path | None]:
+    """(train manifest, held-out manifest or None); generates the synthetic world when none is given.
+    With data.shards the train manifest is None (the shards are the training data)."""
     data = cfg.data
+    if data.shards is not None:
+        if data.heldout and not Path(data.heldout).is_file():
+            raise ManifestError(f"data.heldout={data.heldout!r}: no such file")
+        if not data.heldout:
+            log.warning("data.shards without data.heldout: no held-out evaluation in this run")
+        return None, Path(data.heldout) if data.heldout else None
     if data.manifest is None:
         from omniembed.data.synth import generate
 
@@ -51,7 +66,7 @@ def resolve_data(cfg: RunConfig, run_dir: Path) -> tuple[Path, Path | None]:
     return manifest, heldout if heldout.is_file() else None
 
 
-def prepare_tokenizers(cfg: RunConfig, run_dir: Path, manifest: Path) -> Path:
+def prepare_tokenizers(cfg: RunConfig, run_dir: Path, manifest: Path | None) -> Path:
     out = run_dir / TOKENIZER_DIR
     if _seen_by_all((out / "tokenizers.yaml").is_file()):
         return out
@@ -66,9 +81,15 @@ def prepare_tokenizers(cfg: RunConfig, run_dir: Path, manifest: Path) -> Path:
         else:
             from omniembed.tokenization.train import train_tokenizers
 
-            log.info("stage 1: training tokenizers on %s", manifest)
+            from omniembed.data.sources import sample_records
+
+            source = streamed_source(cfg) or manifest
             t0 = time.perf_counter()
-            train_tokenizers(manifest, out, cfg.tokenizer)
+            records, units = sample_records(source, cfg.data.tokenizer_sample, cfg.seed,
+                                            strict=streamed_source(cfg) is None)
+            log.info("stage 1: training tokenizers on %d records of %s (data.tokenizer_sample=%d, from %d read "
+                     "units)", len(records), source, cfg.data.tokenizer_sample, units)
+            train_tokenizers(str(source), out, cfg.tokenizer, records=records)
             log.info("stage 1: tokenizers trained in %.1fs", time.perf_counter() - t0)
     D.barrier()
     return out
@@ -130,9 +151,12 @@ def _seen_by_all(ready: bool) -> bool:
 
 def prepare_data(cfg: RunConfig, run_dir: Path):
     """Stages 0-2, each skipped where RUN_DIR (or data.corpus_cache) already holds its output: returns the
-    document tokenizer, the corpus fingerprint and the corpus."""
+    document tokenizer, the corpus fingerprint and the corpus. A streamed run (data.shards / data.stream)
+    tokenizes only its held-out set here; its training records are tokenized by the stream's workers."""
     manifest, heldout = resolve_data(cfg, run_dir)
     tok_dir = prepare_tokenizers(cfg, run_dir, manifest)
+    if streamed_source(cfg) is not None:
+        return prepare_stream(cfg, run_dir, tok_dir, heldout)
     from omniembed.tokenization.document import DocumentTokenizer
     from omniembed.tokenization.store import load_tokenizers
 
@@ -144,7 +168,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path):
                             Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key, cfg.data.workers,
                             windowing)
     report_cuts(corpus, cfg.data.max_view_tokens)
-    return doc_tok, key, corpus
+    return doc_tok, key, corpus, None
 
 
 def report_cuts(corpus: Corpus, max_tokens: int) -> dict[str, int]:
@@ -161,3 +185,45 @@ def report_cuts(corpus: Corpus, max_tokens: int) -> dict[str, int]:
                     "data.max_view_tokens, or shorten them)", max_tokens,
                     ", ".join(f"{n} {view}" for view, n in sorted(cut.items())))
     return cut
+
+
+def prepare_stream(cfg: RunConfig, run_dir: Path, tok_dir: Path, heldout: Path | None):
+    """(document tokenizer, the stream's key, the held-out corpus or None, StreamSettings minus rank)."""
+    from omniembed.data.sources import expand_inputs
+    from omniembed.tokenization.document import DocumentTokenizer
+    from omniembed.tokenization.store import load_tokenizers
+    from omniembed.train.streaming import StreamSettings, stream_units
+
+    toks = load_tokenizers(tok_dir)
+    doc_tok = DocumentTokenizer.from_tokenizers(toks.text, toks.image, toks.audio, video_fps=toks.config.video_fps)
+    windowing = prepare_windowing(cfg, run_dir, toks)
+    source = streamed_source(cfg)
+    inputs = expand_inputs(source)
+    # the key names the inputs and tokenizers (not their content: the corpus may be too big to hash)
+    h = hashlib.sha256(json.dumps([[p, *_size_mtime(p)] for p in inputs]).encode())
+    for p in [*sorted(tok_dir.glob("*.pt")), tok_dir / "tokenizer.json"]:
+        if p.is_file():
+            h.update(p.read_bytes())
+    h.update(json.dumps([cfg.data.max_view_tokens, windowing.to_dict() if windowing else None]).encode())
+    workers, world = cfg.data.loader_workers, D.world_size()
+    units = stream_units(source, world * max(1, workers))
+    settings = StreamSettings(units, str(tok_dir), windowing.to_dict() if windowing else None, cfg.seed,
+                              D.rank(), world, workers, cfg.data.shuffle_buffer)
+    held = None
+    if heldout is not None:
+        from omniembed.data.manifest import load_manifest
+
+        held = build_corpus([], load_manifest(heldout), doc_tok, toks.config.sample_rate, toks.config.video_fps,
+                            1, windowing)
+    log.info("stage 2: streaming %d read units of %s with %d loader worker(s) per rank (shuffle buffer %d); "
+             "%d held-out items", len(units), source, workers, cfg.data.shuffle_buffer,
+             0 if held is None else len(held.items))
+    return doc_tok, h.hexdigest(), held, settings
+
+
+def _size_mtime(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+        return st.st_size, int(st.st_mtime)
+    except OSError:  # pipe: commands
+        return 0, 0

@@ -49,6 +49,11 @@ class TrainConfig:
     spike_factor: float = 4.0  # a loss above spike_factor * its running mean skips the step; 0 disables
     spike_warmup: int = 20  # good steps before spike detection starts (early losses fall fast)
     max_bad_steps: int = 5  # consecutive skipped steps that stop the run
+    grad_accum: int = 1  # micro-batches per optimizer step (gradients summed, DDP/FSDP syncing on the last only)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward: memory for time
+    compile: bool | str = False  # torch.compile the model: true (inductor) or a backend name (e.g. aot_eager)
+    fsdp_reshard: bool = True  # FSDP: free gathered parameters after forward (ZeRO-3); false keeps them (ZeRO-2)
+    peak_tflops: float | None = None  # per-device peak for MFU; None: a table of GPUs, or measured on CPU
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -57,6 +62,8 @@ class TrainConfig:
             raise ConfigError(f"train parallel={self.parallel!r}: must be one of {D.PARALLEL_MODES}")
         if self.max_bad_steps < 1:
             raise ConfigError(f"train max_bad_steps={self.max_bad_steps}: must be >= 1")
+        if self.grad_accum < 1:
+            raise ConfigError(f"train grad_accum={self.grad_accum}: must be >= 1")
         if self.matryoshka_dims is not None:
             self.matryoshka_dims = tuple(int(d) for d in self.matryoshka_dims)
 
@@ -109,6 +116,25 @@ class ViewsBatch:
 
 
 @dataclass
+class MaskedViewsBatch:
+    """A streamed batch: one row per record, every view in `views` for every row, `present` (B, V) True
+    where the row's item has that view (other rows hold a bare placeholder and take no part). The loss is
+    the weighted mean over `pairs` (k, l, weight) with two or more rows having both views, across all ranks,
+    each pair's InfoNCE over just those rows. Every rank has the same B (rows of non-items are masked)."""
+    views: list[tuple[torch.Tensor, torch.Tensor]]
+    present: torch.Tensor
+    pairs: list[tuple[int, int, float]]
+    labels: torch.Tensor
+
+    def to(self, device) -> "MaskedViewsBatch":
+        return MaskedViewsBatch([(i.to(device), m.to(device)) for i, m in self.views], self.present.to(device),
+                                self.pairs, self.labels.to(device))
+
+    def tokens(self) -> int:
+        return int(sum((m & self.present[:, k:k + 1]).sum() for k, (_, m) in enumerate(self.views)))
+
+
+@dataclass
 class StepResult:
     step: int  # optimizer updates applied so far
     loss: float  # weighted total, averaged over ranks
@@ -144,12 +170,17 @@ class Trainer:
         if max(self.dims) > max(model.cfg.embed_dims):
             raise ConfigError(f"train matryoshka_dims {self.dims} exceed the model's embed_dims "
                               f"{model.cfg.embed_dims}")
-        self.module = D.wrap_model(model, cfg.parallel, cfg.ddp_find_unused)
+        if hasattr(model, "checkpoint_activations"):
+            model.checkpoint_activations = cfg.activation_checkpointing
         self.device = D.model_device(model)
         if cfg.precision == "auto":
             native = self.device.type == "cuda" or (self.device.type == "cpu" and cpu_has_native_bf16())
             cfg.precision = "bf16" if native else "fp32"
             log.info("precision=auto: %s on %s", cfg.precision, self.device)
+        self.module = D.wrap_model(model, cfg.parallel, cfg.ddp_find_unused,
+                                   bf16=cfg.precision == "bf16", reshard=cfg.fsdp_reshard)
+        if cfg.compile:
+            self.module = torch.compile(self.module, **({} if cfg.compile is True else {"backend": cfg.compile}))
         if cfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             log.warning("precision=bf16 on a CPU without AVX512-BF16 or AMX: bf16 matrix products are emulated "
                         "and far slower than fp32 here (see bench/results/train_step.md); use precision=fp32")
@@ -167,15 +198,23 @@ class Trainer:
     def _to_device(self, batch):
         if batch is None:
             return None
-        if isinstance(batch, ViewsBatch):
+        if isinstance(batch, (ViewsBatch, MaskedViewsBatch)):
             return batch.to(self.device)
         moved = {k: None if v is None else v.to(self.device, non_blocking=True) for k, v in vars(batch).items()}
         return type(batch)(**moved)
 
-    def _losses(self, lm: TokenBatch | None, pairs: PairBatch | None):
+    def _losses(self, lm: TokenBatch | None, pairs):
+        """(the weighted loss, its stats) of one (micro-)batch; None when no rank has anything to learn from."""
         lm, pairs = self._to_device(lm), self._to_device(pairs)
-        pair_kw = {}
-        if isinstance(pairs, ViewsBatch):
+        pair_kw, masked = {}, None
+        if isinstance(pairs, MaskedViewsBatch):
+            masked = self._agree(pairs, lm)
+            if masked is None:
+                return None
+            lm = masked["lm"]
+            if masked["needed"]:
+                pair_kw = {"views": [pairs.views[k] for k in masked["needed"]]}
+        elif isinstance(pairs, ViewsBatch):
             pair_kw = {"views": pairs.views}
         elif pairs is not None:
             # two passes, each view padded to its own length: a text view is not padded to a video's
@@ -194,7 +233,12 @@ class Trainer:
             loss, s = next_token_loss(out["logits"], targets, IGNORE_INDEX, self.model.cfg.z_loss_weight)
             total = total + self.cfg.lm_weight * loss
             stats.update(s)
-        if pairs is not None:
+        if masked is not None and masked["needed"]:
+            loss, s = self._masked_loss(out["embedding"], pairs, masked, out["temperature"])
+            total = total + self.cfg.contrastive_weight * loss
+            stats.update(s)
+            stats["temperature"] = out["temperature"].detach()
+        elif pairs is not None and masked is None:
             emb = out["embedding"]  # (n_views * B, D): each view's rows in turn
             if isinstance(pairs, ViewsBatch):
                 loss, s = self._views_loss(emb.chunk(len(pairs.views), dim=0), pairs, out["temperature"])
@@ -206,6 +250,40 @@ class Trainer:
             stats.update(s)
             stats["temperature"] = out["temperature"].detach()
         return total, stats
+
+    def _agree(self, batch: MaskedViewsBatch, lm: TokenBatch | None) -> dict | None:
+        """What every rank does with a streamed batch, decided from all ranks' rows so their passes and
+        collectives match: the pairs with 2+ rows having both views (over all ranks), the views they need,
+        and the LM batch (a rank without LM rows runs a zero-weight placeholder when another rank has some,
+        so every rank logs the same stats). None: no rank has anything to learn from."""
+        present_all = D.all_gather_nograd(batch.present)
+        active = [(k, l, w) for k, l, w in batch.pairs if int((present_all[:, k] & present_all[:, l]).sum()) >= 2]
+        needed = sorted({k for k, _, _ in active} | {l for _, l, _ in active})
+        any_lm = D.all_reduce_mean(torch.tensor([float(lm is not None)], device=self.device)).item() > 0
+        if not active and not any_lm:
+            return None
+        if any_lm and lm is None:
+            ids = batch.views[0][0][:1, :2]  # two real tokens, no target counted
+            lm = TokenBatch(ids, torch.ones_like(ids, dtype=torch.bool), torch.zeros_like(ids, dtype=torch.bool))
+        return {"active": active, "needed": needed, "present_all": present_all, "lm": lm}
+
+    def _masked_loss(self, emb, batch: MaskedViewsBatch, agreed: dict, temperature):
+        """Every rank computes the same loss over all ranks' rows (gathered with gradient): the gradient each
+        rank's rows receive is then the world's sum of one loss, which DDP's averaging turns into exactly the
+        gradient of one process on the global batch."""
+        needed, present_all = agreed["needed"], agreed["present_all"]
+        full = {k: D.all_gather_with_grad(e.float()) for k, e in zip(needed, emb.chunk(len(needed), dim=0))}
+        labels_all = D.all_gather_nograd(batch.labels)
+        total_w = sum(w for _, _, w in agreed["active"])
+        loss, stats = None, {}
+        for k, l, w in agreed["active"]:
+            rows = present_all[:, k] & present_all[:, l]
+            pair_loss, s = matryoshka_contrastive_loss(full[k][rows], full[l][rows], self.dims, temperature,
+                                                       gather=False, labels=labels_all[rows])
+            loss = w / total_w * pair_loss if loss is None else loss + w / total_w * pair_loss
+            for name, v in s.items():
+                stats[name] = stats.get(name, 0.0) + w / total_w * v
+        return loss, stats
 
     def _views_loss(self, embs, batch: ViewsBatch, temperature):
         """Weighted mean of the pairwise Matryoshka losses; stats are averaged with the same weights."""
@@ -219,23 +297,40 @@ class Trainer:
                 stats[name] = stats.get(name, 0.0) + w / total_w * v
         return loss, stats
 
-    def train_step(self, lm: TokenBatch | None = None, pairs: PairBatch | ViewsBatch | None = None) -> StepResult:
-        if lm is None and pairs is None:
+    def train_step(self, lm: TokenBatch | None = None, pairs=None, micro: list | None = None) -> StepResult:
+        """One optimizer step on (lm, pairs), or on the micro-batches `micro` [(lm, pairs), ...] with their
+        gradients summed (train.grad_accum; each micro-batch's loss weighs 1/len(micro))."""
+        micro = micro if micro is not None else [(lm, pairs)]
+        if any(m_lm is None and m_pairs is None for m_lm, m_pairs in micro):
             raise ValueError("train_step needs an LM batch, a pair batch, or both")
         self.module.train()
-        loss, stats = self._losses(lm, pairs)
-        # always backward, even on a bad loss: under DDP every rank must join the gradient all-reduce
-        loss.backward()
+        totals, stats_sum, n_used = [], {}, 0
+        for j, (m_lm, m_pairs) in enumerate(micro):
+            with self._no_sync(j < len(micro) - 1):
+                got = self._losses(m_lm, m_pairs)
+                if got is None:  # no rank has a row to learn from in this micro-batch (e.g. all held out)
+                    continue
+                loss, stats = got
+                # always backward, even on a bad loss: under DDP every rank must join the gradient all-reduce
+                (loss / len(micro)).backward()
+            totals.append(loss.detach().float())
+            for k, v in stats.items():
+                stats_sum[k] = stats_sum.get(k, 0.0) + v
+            n_used += 1
+        lr = self.optimizer.param_groups[0]["lr"]
+        if not n_used:
+            self.optimizer.zero_grad(set_to_none=True)
+            return StepResult(self.step, float("nan"), lr, 0.0, True, "no trainable rows", {})
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         # one all-reduce and one device sync for everything we log or decide on
-        names = list(stats)
-        packed = torch.stack([loss.detach().float()] + [stats[k].float().to(loss.device) for k in names])
+        names = list(stats_sum)
+        packed = torch.stack([sum(totals) / n_used] + [(stats_sum[k] / n_used).float().to(self.device)
+                                                        for k in names])
         packed = D.all_reduce_mean(packed).tolist()
         total, values = packed[0], dict(zip(names, packed[1:]))
         grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-        lr = self.optimizer.param_groups[0]["lr"]
         reason = self._bad_reason(total, grad_norm)
         if reason:
             return self._skip(reason, total, lr, grad_norm, values)
@@ -247,6 +342,26 @@ class Trainer:
         self.bad_in_row = 0
         self.loss_ema = total if self.loss_ema is None else 0.95 * self.loss_ema + 0.05 * total
         return StepResult(self.step, total, lr, grad_norm, False, "", values)
+
+    def _no_sync(self, skip: bool):
+        """Gradients of a micro-batch that is not the step's last stay local (no all-reduce) under DDP/FSDP."""
+        import contextlib
+
+        if not skip:
+            return contextlib.nullcontext()
+        module = getattr(self.module, "_orig_mod", self.module)  # under torch.compile
+        if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+            return module.no_sync()
+        if hasattr(module, "set_requires_gradient_sync"):  # FSDP2
+            @contextlib.contextmanager
+            def fsdp_no_sync():
+                module.set_requires_gradient_sync(False)
+                try:
+                    yield
+                finally:
+                    module.set_requires_gradient_sync(True)
+            return fsdp_no_sync()
+        return contextlib.nullcontext()
 
     def _bad_reason(self, loss: float, grad_norm: float) -> str:
         if not math.isfinite(loss):

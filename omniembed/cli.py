@@ -13,7 +13,7 @@ import sys
 # name -> (module with main(argv), one-line help). Add a stage by adding a row.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("omniembed.data.synth.cli", "generate the synthetic multimodal world (media + manifest.jsonl)"),
-    "shards": ("omniembed.data.shards", "pack a manifest and its media into WebDataset shards"),
+    "shards": ("omniembed.data.pack", "pack a manifest and its media into WebDataset shards"),
     "tokenizers": ("omniembed.tokenization.train", "train the text BPE, image VQ-VAE and audio VQ tokenizers"),
     "train": ("omniembed.train.cli", "train the trunk: tokenizers, tokenized corpus, joint LM + contrastive training"),
     "demo": ("omniembed.demo.cli", "run the main job end to end on the embedded defaults"),

@@ -1,6 +1,11 @@
 """Shared fixtures. Tests make real media bytes and real servers; nothing here is a mock."""
 
+import functools
+import json
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -130,3 +135,49 @@ def corpus():
 @pytest.fixture
 def pairs():
     return paired_views
+
+
+# ---- torchrun launches in a loopback-only network namespace ------------------------------------------------
+# Run test subprocesses (torchrun launches) in a network namespace of their own where the OS allows it
+# (`unshare -rn`, an unprivileged user + network namespace): only loopback exists in there, so the servers
+# such a run starts, some of which bind every interface (the TCPStore behind torchrun's rendezvous does), can
+# be reached on 127.0.0.1 only. Where namespaces are not allowed the commands run as they are.
+
+
+
+# started inside the namespace: runs every command at once (the "nodes" of one job) and reports their codes
+DRIVER = r"""
+import json, subprocess, sys
+spec = json.loads(sys.argv[1])
+procs = [subprocess.Popen(c, stdout=open(o, "w"), stderr=subprocess.STDOUT, env=spec["env"])
+         for c, o in zip(spec["cmds"], spec["outs"])]
+print(json.dumps([p.wait() for p in procs]))
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def loopback_namespace_available() -> bool:
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        return False
+    probe = subprocess.run(["unshare", "-rn", "sh", "-c", "ip link set lo up"], capture_output=True)
+    return probe.returncode == 0
+
+
+def run_in_loopback_namespace(cmds: list[list[str]], env: dict, workdir, timeout: float = 600) -> list[tuple[int, str]]:
+    """(exit code, output) of each command, all started together; gloo is told to use loopback."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    outs = [str(workdir / f"command-{i}.log") for i in range(len(cmds))]
+    spec = json.dumps({"cmds": cmds, "outs": outs, "env": {**env, "GLOO_SOCKET_IFNAME": "lo"}})
+    prefix = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$0" "$@"'] if loopback_namespace_available() else []
+    proc = subprocess.run([*prefix, sys.executable, "-c", DRIVER, spec], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    codes = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [(code, open(out).read()) for code, out in zip(codes, outs)]
+
+
+@pytest.fixture(scope="session")
+def in_loopback_namespace():
+    """run_in_loopback_namespace(cmds, env, workdir, timeout=600) -> [(exit code, output)]: the commands
+    started together (e.g. two torchrun "nodes"), in their own loopback-only network namespace if allowed."""
+    return run_in_loopback_namespace

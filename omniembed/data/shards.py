@@ -166,25 +166,3 @@ def shard_manifest(manifest: str | Path, out_pattern: str | Path, maxcount: int 
     from omniembed.data.manifest import iter_manifest
 
     return write_shards(iter_manifest(manifest), out_pattern, maxcount=maxcount)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`omniembed shards MANIFEST --out DIR [--maxcount N]`: DIR/shard-000000.tar, ..."""
-    import argparse
-    import sys
-
-    p = argparse.ArgumentParser(prog="omniembed shards", description="Pack a manifest and its media into "
-                                "WebDataset shards (DIR/shard-000000.tar, ...).")
-    p.add_argument("manifest", help="manifest.jsonl (docs/manifest.md)")
-    p.add_argument("--out", required=True, help="folder for the shards (created)")
-    p.add_argument("--maxcount", type=int, default=1000, help="records per shard (default 1000)")
-    args = p.parse_args(argv)
-    try:
-        written = shard_manifest(args.manifest, Path(args.out) / "shard-%06d.tar", maxcount=args.maxcount)
-    except (ManifestError, ValueError) as err:
-        print(f"omniembed shards: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(written)} shards to {args.out}")
-    return 0
-
-

@@ -4,8 +4,12 @@ Written atomically (temp file in the same folder, fsync, rename, fsync the folde
 leaves the previous checkpoint intact. Only plain tensors and Python containers are stored, so loading
 uses torch.load(weights_only=True): a checkpoint cannot execute code.
 
-Under DDP rank 0 writes; under FSDP2 every rank joins the full-state-dict gather and rank 0 writes. The
-RNG states are those of the writing rank (training code with dropout under DDP should seed per rank).
+Under DDP rank 0 writes. Under FSDP2 the model and optimizer are saved sharded with
+torch.distributed.checkpoint (DCP): every rank writes its own shards into `<name>.dcp/step-<N>/`, no rank
+ever holds the whole model, and then rank 0 writes the small `<name>` file (step, schedule, RNG, data
+position, config) naming that folder, atomically as above; older step folders are removed after. Loading
+works on any world size (DCP reshards), and in a single process without a process group (export, load_run).
+The RNG states are those of the writing rank (training code with dropout under DDP should seed per rank).
 """
 
 from __future__ import annotations
@@ -80,11 +84,14 @@ def save_checkpoint(path: str | Path, *, model, optimizer=None, scheduler=None, 
                     extra: dict | None = None) -> Path:
     """Write everything a resumed run needs to `path`, atomically. Returns the path."""
     path = Path(path)
+    sharded = D.is_sharded(D.unwrap(model))
+    dcp_dir = _save_sharded(path, step, model, optimizer) if sharded else None
     payload = {
         "format": FORMAT,
         "step": int(step),
-        "model": _model_state(model),
-        "optimizer": None if optimizer is None else _optimizer_state(model, optimizer),
+        "model": None if sharded else _model_state(model),
+        "optimizer": None if sharded or optimizer is None else _optimizer_state(model, optimizer),
+        "dcp": None if dcp_dir is None else str(dcp_dir.relative_to(path.parent)),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "rng": rng_state(),
         "data_state": data_state or {},
@@ -93,9 +100,70 @@ def save_checkpoint(path: str | Path, *, model, optimizer=None, scheduler=None, 
     }
     if D.rank() == 0:
         _atomic_save(payload, path)
+        if dcp_dir is not None:  # the new file names the new folder: the older ones are no longer reachable
+            import shutil
+
+            for old in dcp_dir.parent.glob("step-*"):
+                if old != dcp_dir:
+                    shutil.rmtree(old, ignore_errors=True)
     if D.is_distributed():
         dist.barrier()
     return path
+
+
+def _save_sharded(path: Path, step: int, model, optimizer) -> Path:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    target = D.unwrap(model)
+    folder = path.parent / f"{path.name}.dcp" / f"step-{int(step):08d}"
+    model_sd, optim_sd = get_state_dict(target, optimizer if optimizer is not None else [])
+    state = {"model": model_sd} if optimizer is None else {"model": model_sd, "optim": optim_sd}
+    dcp.save(state, checkpoint_id=str(folder))
+    return folder
+
+
+def _load_sharded(path: Path, payload: dict, model, optimizer) -> None:
+    """Into an FSDP model (resharded to this world size) or a plain one in a single process."""
+    import torch.distributed.checkpoint as dcp
+
+    folder = path.parent / payload["dcp"]
+    if not folder.is_dir():
+        raise CheckpointError(f"{path}: its sharded state {folder} is missing")
+    target = D.unwrap(model)
+    if D.is_sharded(target):
+        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+        model_sd, optim_sd = get_state_dict(target, optimizer if optimizer is not None else [])
+        state = {"model": model_sd} if optimizer is None else {"model": model_sd, "optim": optim_sd}
+        dcp.load(state, checkpoint_id=str(folder))
+        set_state_dict(target, optimizer if optimizer is not None else [], model_state_dict=state["model"],
+                       optim_state_dict=state.get("optim", {}))
+        return
+    if optimizer is not None:
+        raise CheckpointError(f"{path}: a sharded (FSDP) checkpoint resumes under FSDP; load the model alone "
+                              "(load_model_state) to export or evaluate it")
+    import warnings
+
+    state = {"model": target.state_dict()}
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(state, checkpoint_id=str(folder), no_dist=not D.is_distributed())
+    target.load_state_dict(state["model"])
+
+
+def load_model_state(path: str | Path, model) -> dict:
+    """Only the model's weights from a checkpoint (plain or sharded) into `model`; returns the payload."""
+    path = Path(path)
+    payload = read_checkpoint(path)
+    try:
+        if payload.get("dcp"):
+            _load_sharded(path, payload, model, None)
+        else:
+            D.unwrap(model).load_state_dict(payload["model"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: does not fit this model: {exc}") from exc
+    return payload
 
 
 def _atomic_save(payload: dict, path: Path) -> None:
@@ -137,10 +205,13 @@ def load_checkpoint(path: str | Path, model, optimizer=None, scheduler=None, *,
                     restore_rng: bool = True) -> dict[str, Any]:
     """Load state into the given objects (in place) and restore RNG; returns the payload's step,
     data_state, config and extra so the caller can reposition its data and counters."""
+    path = Path(path)
     payload = read_checkpoint(path)
     target = D.unwrap(model)
     try:
-        if D.is_sharded(target):
+        if payload.get("dcp"):
+            _load_sharded(path, payload, model, optimizer)
+        elif D.is_sharded(target):
             from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
                                                                  set_optimizer_state_dict)
 

@@ -57,6 +57,9 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
     # model.kind: early (OmniModel) | late (LateFusionModel at OmniModel(model_cfg)'s parameter count)
     model = build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)
     check_recorded(cfg.model, model, model_cfg)
+
+    def rebuild():  # a fresh unsharded model of this shape, on this rank's device
+        return build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)
     if D.rank() == 0:
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved_config(cfg, model, model_cfg), sort_keys=False))
         doc_tok.vocab.save(run_dir / VOCAB_FILE)
@@ -147,14 +150,14 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
         if cfg.loop.ckpt_every and res.step % cfg.loop.ckpt_every == 0 and res.step < end:
             save()
         if cfg.loop.eval_every and res.step % cfg.loop.eval_every == 0 and res.step < end:
-            last = _eval_and_log(model, corpus, cfg, doc_tok, res.step, run_dir, writer, started)
+            last = _eval_and_log(model, corpus, cfg, doc_tok, res.step, run_dir, writer, started, rebuild)
     bar.close()
     if settings is not None:
         stream.reader.close()
     save()
     if D.rank() == 0:
         (run_dir / THROUGHPUT_FILE).write_text(json.dumps(rate.report(), indent=1) + "\n")
-    last = _eval_and_log(model, corpus, cfg, doc_tok, trainer.step, run_dir, writer, started)
+    last = _eval_and_log(model, corpus, cfg, doc_tok, trainer.step, run_dir, writer, started, rebuild)
     if writer is not None:
         writer.close()
     log.info("done: step %d in %.1fs, checkpoint %s", trainer.step, time.perf_counter() - t0, ckpt)
@@ -195,10 +198,18 @@ def _stream_batches(cfg: RunConfig, settings, doc_tok, run_dir: Path, saved: dic
                          settings.world, trace)
 
 
-def _eval_and_log(model, corpus, cfg, doc_tok, step, run_dir, writer, started) -> dict:
+def _eval_and_log(model, corpus, cfg, doc_tok, step, run_dir, writer, started, rebuild=None) -> dict:
     record: dict = {}
     if corpus is None:  # a streamed run without data.heldout
         return record
+    if D.is_sharded(model):
+        # FSDP: rank 0 evaluates a whole copy (every rank joins the gather), so evaluation needs no collective
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if D.rank() == 0:
+            model = rebuild()
+            model.load_state_dict(full)
     if D.rank() == 0:
         record = evaluation_record(model, corpus, cfg, doc_tok, step)
         record["wall_s"] = round(time.perf_counter() - started, 1)  # this process, all stages so far

@@ -58,7 +58,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     from omniembed.model import model_from_dict
     from omniembed.tokenization.store import load_tokenizers
     from omniembed.tokenization.vocab import Vocabulary
-    from omniembed.train.checkpoint import read_checkpoint
+    from omniembed.train.checkpoint import load_model_state
 
     root = Path(run_dir)
     for name in (CONFIG_FILE, CHECKPOINT_FILE, TOKENIZER_DIR):
@@ -77,8 +77,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     if vocab.size != model_cfg.vocab_size:
         raise ConfigError(f"{root}: the tokenizers give a vocabulary of {vocab.size} ids but the model was "
                           f"trained with vocab_size={model_cfg.vocab_size}")
-    payload = read_checkpoint(root / CHECKPOINT_FILE)
-    model.load_state_dict(payload["model"])
+    payload = load_model_state(root / CHECKPOINT_FILE, model)  # plain, or FSDP's sharded folder
     model = model.float().to(torch.device(device)).eval()
     windows = json.loads((root / WINDOWS_FILE).read_text()) if (root / WINDOWS_FILE).is_file() else None
     return Run(model=model, tokenizers=tokenizers, vocab=vocab, config=config, root=root, step=payload["step"],

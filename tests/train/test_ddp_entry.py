@@ -2,7 +2,6 @@
 reach the parameters of one process on the same global batch."""
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -11,9 +10,12 @@ import torch
 from omniembed.train.checkpoint import read_checkpoint
 from omniembed.train.cli import main
 
+COMMAND = [sys.executable, "-m", "omniembed.train"]  # loop.processes launches torchrun: run in the namespace
+
 
 @pytest.mark.slow
-def test_torchrun_two_cpu_processes_match_one_process_through_the_entry_point(tiny_args, tmp_path):
+def test_torchrun_two_cpu_processes_match_one_process_through_the_entry_point(tiny_args, tmp_path,
+                                                                               in_loopback_namespace):
     # contrastive steps only: with an all-gather the pair loss of 2 ranks equals one process's exactly,
     # while a per-rank mean of next-token losses would weight tokens differently
     extra = ("loop.steps=4", "loop.lm_every=0", "loop.eval_captions=0", "loop.pair_batch=8")
@@ -22,19 +24,22 @@ def test_torchrun_two_cpu_processes_match_one_process_through_the_entry_point(ti
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "omniembed.train", *tiny_args(ddp, *extra)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (code, output), = in_loopback_namespace([cmd], env, tmp_path / "logs")
+    assert code == 0, output[-6000:]
     _assert_same_parameters(single, ddp)
 
 
 @pytest.mark.slow
-def test_loop_processes_prepares_the_data_once_then_trains_as_that_many_ranks(tiny_args, tmp_path):
+def test_loop_processes_prepares_the_data_once_then_trains_as_that_many_ranks(tiny_args, tmp_path,
+                                                                             in_loopback_namespace):
     # `python -m omniembed.train ... loop.processes=2` (what configs/small.yaml does on CPU): the command
     # itself prepares the data, then runs as 2 DDP ranks, to the parameters of one process
     extra = ("loop.steps=4", "loop.lm_every=0", "loop.eval_captions=0", "loop.pair_batch=8")
     single, ranks = tmp_path / "single", tmp_path / "ranks"
     assert main(tiny_args(single, *extra)) == 0
-    assert main(tiny_args(ranks, *extra, "loop.processes=2", "loop.threads=1")) == 0
+    (code, output), = in_loopback_namespace([COMMAND + tiny_args(ranks, *extra, "loop.processes=2", "loop.threads=1")],
+                                            dict(os.environ), tmp_path / "logs")
+    assert code == 0, output[-6000:]
     _assert_same_parameters(single, ranks)
     log = (ranks / "train.log").read_text()
     assert "2 data-parallel CPU processes" in log
@@ -42,9 +47,11 @@ def test_loop_processes_prepares_the_data_once_then_trains_as_that_many_ranks(ti
 
 
 @pytest.mark.slow
-def test_loop_processes_reports_a_rank_failure_with_a_nonzero_exit(tiny_args, tmp_path):
+def test_loop_processes_reports_a_rank_failure_with_a_nonzero_exit(tiny_args, tmp_path, in_loopback_namespace):
     out = tmp_path / "odd"
-    code = main(tiny_args(out, "loop.steps=2", "loop.pair_batch=7", "loop.processes=2", "loop.threads=1"))
+    (code, _), = in_loopback_namespace([COMMAND + tiny_args(out, "loop.steps=2", "loop.pair_batch=7",
+                                                            "loop.processes=2", "loop.threads=1")],
+                                       dict(os.environ), tmp_path / "logs")
     assert code != 0
     log = (out / "train.log").read_text()
     assert "loop.pair_batch=7 does not split evenly over 2 processes" in log

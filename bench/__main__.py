@@ -99,6 +99,13 @@ SUITE: dict[str, Bench] = {
     "ingest": Bench(
         "bench.ingest", "bulk ingest entries/s: Ray Data with 1 and 2 actors vs a single-process loop",
         args=("--bundle", "{bundle}", "--out", "{out}"), quick=("--bundle", "{bundle}", "--n", "12", "--out", "{out}")),
+    "train_scale": Bench(
+        "bench.train_scale", "training peak memory and tokens/s at 2k/20k/200k items: streamed shards vs in memory",
+        args=("--out", "{out}"),
+        quick=("--sizes", "2000", "--memory-sizes", "2000", "--steps", "20", "--repeats", "1", "--out", "{out}")),
+    "gpu_check": Bench(
+        "bench.gpu_check", "the GPU check (bench/gpu_check.sh): base config tokens/s and MFU, export, ORT GPU, faiss-gpu",
+        args=("--out", "{out}/gpu_check.md"), quick=("--smoke", "--out", "{out}/gpu_check.md")),
 }
 
 

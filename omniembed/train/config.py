@@ -56,7 +56,9 @@ class DataConfig:
     # stream: true to stream data.manifest instead of tokenizing it into memory first
     shards: str | list[str] | None = None
     stream: bool = False
-    loader_workers: int = 2  # DataLoader processes per rank that read, decode and tokenize the stream
+    # DataLoader processes per rank that read, decode and tokenize the stream; None: the CPUs a rank can spare
+    # (CPUs / ranks on this node - loop.threads, at least 1, at most 8)
+    loader_workers: int | None = None
     shuffle_buffer: int = 1000  # raw records per worker held for shuffling (memory: this many records' bytes)
     record_ids: bool = False  # write the ids each streamed step trained on to RUN_DIR/stream-ids-rank<r>.jsonl
     # records the tokenizers learn from: a seeded sample of whole read units (0: all). The demo's worlds fit whole
@@ -233,7 +235,7 @@ def validate(cfg: RunConfig) -> None:
     w, st = cfg.data.window_seconds, cfg.data.window_stride
     if (w is not None and w <= 0) or (st is not None and (st <= 0 or (w is not None and st > w))):
         raise ConfigError(f"data.window_seconds={w}, data.window_stride={st}: need 0 < stride <= window")
-    if cfg.data.loader_workers < 0 or cfg.data.shuffle_buffer < 1 or cfg.data.tokenizer_sample < 0:
+    if (cfg.data.loader_workers or 0) < 0 or cfg.data.shuffle_buffer < 1 or cfg.data.tokenizer_sample < 0:
         raise ConfigError(f"data.loader_workers={cfg.data.loader_workers} must be >= 0, data.shuffle_buffer="
                           f"{cfg.data.shuffle_buffer} >= 1 and data.tokenizer_sample={cfg.data.tokenizer_sample} >= 0")
     if cfg.data.shards is not None and cfg.data.stream:

@@ -158,6 +158,7 @@ class _Tokenize:
         self.side = image_side(doc_tok.image)
         self.cache: dict[str, tuple | MediaError] = {}
         self.keep = cache  # False for a stream: memory must not grow with the corpus
+        self.batched: dict[str, tuple | MediaError] = {}  # encode_images' blocks, each used once
 
     def encode_media(self, media, whole: bool = False) -> tuple[list[np.ndarray], list | None]:
         """(the blocks of one media file, their windows' [start, end] or None when it is one block)."""
@@ -170,7 +171,32 @@ class _Tokenize:
         seg = media_segment(media, self.rate, self.fps, self.side)
         return [np.asarray(self.doc.encode([seg], bos=False, eos=False), dtype=np.int64)], None
 
+    def encode_images(self, medias: list) -> None:
+        """Decode these image files, then encode them in ONE batch of the image tokenizer (a stream worker's
+        chunk: one forward instead of one per image); `media` hands each block out once. A file that does not
+        decode keeps its MediaError, raised where it is used."""
+        from omniembed.tokenization.document import ImageCodes
+
+        pixels, sources = [], []
+        for m in medias:
+            try:
+                pixels.append(media_segment(m, self.rate, self.fps, self.side).pixels)
+                sources.append(m.source)
+            except MediaError as err:
+                self.batched[m.source] = err
+        if not pixels:
+            return
+        codes = self.doc._image_codes(pixels, 0)  # (B, N)
+        for source, c in zip(sources, codes):
+            self.batched[source] = ([np.asarray(self.doc.encode([ImageCodes(c)], bos=False, eos=False),
+                                                dtype=np.int64)], None)
+
     def media(self, media) -> tuple[list[np.ndarray], list | None]:
+        if media.source in self.batched:
+            got = self.batched.pop(media.source)
+            if isinstance(got, MediaError):
+                raise got
+            return got
         if not self.keep:
             return self.encode_media(media)
         if media.source not in self.cache:
@@ -219,6 +245,16 @@ class _Tokenize:
     def text(self, text: str) -> np.ndarray:
         return np.asarray(self.doc.encode([TextSegment(text)], bos=False, eos=False), dtype=np.int64)
 
+    def texts(self, texts: list[str]) -> list[np.ndarray]:
+        """The ids of each text, as `text` gives them, from one batched BPE call and one vocabulary mapping."""
+        if not texts:
+            return []
+        pieces = self.doc.text.encode_batch(list(texts))
+        if not any(pieces):
+            return [np.zeros(0, np.int64) for _ in pieces]
+        flat = self.doc.vocab.text_ids(np.asarray([i for p in pieces for i in p], dtype=np.int64))
+        return np.split(np.asarray(flat, dtype=np.int64), np.cumsum([len(p) for p in pieces])[:-1])
+
     def document(self, doc: Document) -> np.ndarray:
         parts, pending = [], []
         for s in doc.segments:
@@ -237,7 +273,7 @@ class _Tokenize:
 def corpus_item(record: Item, tok: _Tokenize, split: str) -> tuple[CorpusItem, int]:
     """(the tokenized item, how many of its views did not decode and were left out, each logged)."""
     it = CorpusItem(record.id, split, group_key(record), dict(record.attributes or {}))
-    it.texts = [tok.text(t) for t in record.texts]
+    it.texts = tok.texts(list(record.texts))
     skipped = 0
     for view, media in record.media.items():
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from omniembed.errors import ConfigError
+from omniembed.errors import ConfigError, ManifestError
 from omniembed.model import build_model, check_recorded, config_for_vocabulary, model_config_dict
 from omniembed.train import distributed as D
 from omniembed.train.batches import StreamBatches, TrainStream
@@ -31,6 +32,7 @@ from omniembed.train.stages import prepare_data
 from omniembed.train.trainer import Trainer
 
 log = logging.getLogger("omniembed.train")
+MAX_IDLE_STEPS = 50
 
 
 def resolved_config(cfg: RunConfig, model, model_cfg) -> dict:
@@ -40,6 +42,11 @@ def resolved_config(cfg: RunConfig, model, model_cfg) -> dict:
     for key in ("manifest", "heldout"):  # as found from where training ran, so the run can be read from anywhere
         if out["data"][key]:
             out["data"][key] = str(Path(out["data"][key]).resolve())
+    shards = out["data"]["shards"]
+    if shards:
+        def absolute(entry: str) -> str:  # pipe: commands and patterns keep their text; paths become absolute
+            return entry if entry.startswith("pipe:") else os.path.abspath(entry)
+        out["data"]["shards"] = absolute(shards) if isinstance(shards, str) else [absolute(e) for e in shards]
     out["model"] = model_config_dict(model, model_cfg)
     out["tokenizers"] = TOKENIZER_DIR  # relative to RUN_DIR: the run is self-contained
     return out
@@ -107,7 +114,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
     bar = tqdm(total=end, initial=trainer.step, desc="train", unit="step", disable=D.rank() != 0,
                dynamic_ncols=True)
     rate = Throughput(model, trainer.device, D.world_size(), tcfg.peak_tflops)
-    t0, accum = time.perf_counter(), tcfg.grad_accum
+    t0, accum, idle = time.perf_counter(), tcfg.grad_accum, 0
     while trainer.step < end:
         step = trainer.step + 1
         # batch indices count micro-batches (the step itself without accumulation); a skipped step's data
@@ -118,8 +125,14 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
             micro.append((lm, pairs))
             for batch in (pairs, lm):
                 rate.add(*batch_tokens(batch))
+        rate.first_batches_in()  # after the first step's data: later steps are the steady rate
         res = trainer.train_step(micro=micro)
         bar.update(0 if res.skipped else 1)
+        idle = idle + 1 if res.reason == "no trainable rows" else 0
+        if idle >= MAX_IDLE_STEPS:  # a stream of nothing but rejects (or views no weighted pair joins)
+            raise ManifestError(f"{idle} steps in a row had no record to learn from (no two rows with a pair of "
+                                f"{sorted(cfg.loop.pair_weights)} and no next-token rows): see the skipped "
+                                "records in the log")
         if res.skipped:
             continue
         s = res.stats

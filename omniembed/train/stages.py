@@ -205,7 +205,7 @@ def prepare_stream(cfg: RunConfig, run_dir: Path, tok_dir: Path, heldout: Path |
         if p.is_file():
             h.update(p.read_bytes())
     h.update(json.dumps([cfg.data.max_view_tokens, windowing.to_dict() if windowing else None]).encode())
-    workers, world = cfg.data.loader_workers, D.world_size()
+    workers, world = loader_workers(cfg), D.world_size()
     units = stream_units(source, world * max(1, workers))
     settings = StreamSettings(units, str(tok_dir), windowing.to_dict() if windowing else None, cfg.seed,
                               D.rank(), world, workers, cfg.data.shuffle_buffer)
@@ -219,6 +219,14 @@ def prepare_stream(cfg: RunConfig, run_dir: Path, tok_dir: Path, heldout: Path |
              "%d held-out items", len(units), source, workers, cfg.data.shuffle_buffer,
              0 if held is None else len(held.items))
     return doc_tok, h.hexdigest(), held, settings
+
+
+def loader_workers(cfg: RunConfig) -> int:
+    """data.loader_workers, or the CPUs one rank can spare beside its trainer threads (1 to 8)."""
+    if cfg.data.loader_workers is not None:
+        return cfg.data.loader_workers
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(8, resolve_workers(None) // local - cfg.loop.threads))
 
 
 def _size_mtime(path: str) -> tuple[int, int]:

@@ -36,6 +36,10 @@ from omniembed.data.sources import Raw, Unit, UnreadableShard, parse_raw, plan_u
 from omniembed.errors import ConfigError, ManifestError, MediaError
 
 log = logging.getLogger("omniembed.train")
+CHUNK = 32  # elements a worker sends at once (the consumer's order is per element, whatever the chunking)
+# chunks a worker may have ready ahead of the consumer: enough to cover its shuffle buffer's refill at an
+# epoch's start (reading shuffle_buffer raw records) without the trainer waiting
+PREFETCH_CHUNKS = 8
 
 
 @dataclass
@@ -81,19 +85,27 @@ class RecordStream(torch.utils.data.IterableDataset):
         windowing = Windowing.from_dict(self.s.windowing) if self.s.windowing else None
         return _Tokenize(doc, toks.config.sample_rate, toks.config.video_fps, windowing, cache=False)
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[list[dict]]:
+        """Chunks of up to CHUNK elements (an epoch's last may be shorter): the DataLoader's prefetch counts
+        chunks, so a worker works ahead by whole chunks while the trunk trains, not by a record or two."""
         info = torch.utils.data.get_worker_info()
         w = info.id if info is not None else 0
-        sid, streams = self.s.rank * self.s.workers + w, self.s.world * self.s.workers
+        per_rank = max(1, self.s.workers)  # loader_workers 0: the one stream is this process
+        sid, streams = self.s.rank * per_rank + w, self.s.world * per_rank
         tok = self._tokenizer()
         epoch, skip = self.start[w]
         while True:
-            k = -1
+            k, raws = -1, []
             for k, raw in enumerate(self._shuffled(epoch, sid, streams)):
                 if k >= skip:
-                    yield {"w": w, "epoch": epoch, "index": k, **tokenize_raw(raw, tok)}
-            if k < 0 and skip == 0:  # nothing for this stream this epoch: still take a turn, so the consumer never waits
-                yield {"w": w, "epoch": epoch, "index": 0, "kind": "skip", "where": "", "reason": "empty epoch"}
+                    raws.append((k, raw))
+                    if len(raws) == CHUNK:
+                        yield tokenize_chunk(raws, w, epoch, tok)
+                        raws = []
+            if raws:
+                yield tokenize_chunk(raws, w, epoch, tok)
+            elif k < 0 and skip == 0:  # nothing for this stream this epoch: still take a turn, so the consumer never waits
+                yield [{"w": w, "epoch": epoch, "index": 0, "kind": "skip", "where": "", "reason": "empty epoch"}]
             epoch, skip = epoch + 1, 0
 
     def _raws(self, epoch: int, sid: int, streams: int) -> Iterator[Raw]:
@@ -133,15 +145,28 @@ def _read(unit: Unit) -> Iterator[Raw]:
         log.warning("%s; the rest of this shard is not trained on", err)
 
 
-def tokenize_raw(raw: Raw, tok) -> dict:
-    """One raw record parsed and tokenized (in a worker): the element's kind and payload."""
+def tokenize_chunk(raws: list[tuple[int, Raw]], w: int, epoch: int, tok) -> list[dict]:
+    """A chunk of raw records parsed and tokenized (in a worker), its items' images encoded in one batch."""
+    parsed = [(k, raw, _parse(raw)) for k, raw in raws]
+    tok.encode_images([r.media["image"] for _, _, r in parsed if isinstance(r, Item) and "image" in r.media
+                       and r.split != "heldout"])
+    return [{"w": w, "epoch": epoch, "index": k, **tokenize_record(raw, record, tok)} for k, raw, record in parsed]
+
+
+def _parse(raw: Raw):
+    try:
+        return parse_raw(raw)
+    except ManifestError as err:
+        return err
+
+
+def tokenize_record(raw: Raw, record, tok) -> dict:
+    """One parsed record (or its ManifestError) tokenized: the element's kind and payload."""
     from omniembed.train.corpus import corpus_item, group_key
 
-    try:
-        record = parse_raw(raw)
-    except ManifestError as err:
-        log.warning("skipping %s", err)
-        return {"kind": "skip", "where": raw.where, "reason": str(err)}
+    if isinstance(record, ManifestError):
+        log.warning("skipping %s", record)
+        return {"kind": "skip", "where": raw.where, "reason": str(record)}
     if record.split == "heldout":
         return {"kind": "skip", "where": raw.where, "reason": "held out"}
     if isinstance(record, Item):
@@ -179,7 +204,7 @@ class StreamReader:
         if self.s.workers == 0:
             return iter(dataset)
         loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=self.s.workers,
-                                             collate_fn=_as_is, prefetch_factor=4,
+                                             collate_fn=_as_is, prefetch_factor=PREFETCH_CHUNKS,
                                              multiprocessing_context="fork" if os.name == "posix" else None)
         return iter(loader)
 
@@ -189,7 +214,7 @@ class StreamReader:
         w = self.consumed % self.W
         while not self._stash[w]:
             got = next(self._iter)
-            self._stash[got["w"]].append(got)
+            self._stash[got[0]["w"]].extend(got)
         element = self._stash[w].popleft()
         self.positions[w] = (element["epoch"], element["index"] + 1)
         self.consumed += 1

@@ -57,10 +57,16 @@ class Throughput:
         self.model, self.world = model, world
         self.peak, self.peak_source = peak_flops(device, configured_tflops)
         self.tokens, self.len_weighted, self.t0 = 0, 0.0, time.perf_counter()
+        self.t_first, self.tokens_first = None, 0  # when the first step's batches were in hand
 
     def add(self, tokens: int, mean_len: float) -> None:
         self.tokens += tokens
         self.len_weighted += tokens * mean_len
+
+    def first_batches_in(self) -> None:
+        """Marks the end of start-up (e.g. a stream's workers starting): `steady_tokens_per_s` counts from here."""
+        if self.t_first is None:
+            self.t_first, self.tokens_first = time.perf_counter(), self.tokens
 
     def report(self) -> dict:
         seconds = max(time.perf_counter() - self.t0, 1e-9)
@@ -68,7 +74,11 @@ class Throughput:
         seq = self.len_weighted / max(self.tokens, 1)
         fpt = flops_per_token(self.model, seq)
         mfu = tok_s * fpt / (self.peak * self.world) if self.peak == self.peak else float("nan")
+        steady = None
+        if self.t_first is not None and time.perf_counter() > self.t_first and self.tokens > self.tokens_first:
+            steady = (self.tokens - self.tokens_first) * self.world / (time.perf_counter() - self.t_first)
         return {"tokens": self.tokens * self.world, "seconds": round(seconds, 3), "tokens_per_s": round(tok_s, 1),
+                "steady_tokens_per_s": None if steady is None else round(steady, 1),
                 "mfu": round(mfu, 5) if mfu == mfu else None, "flops_per_token": fpt,
                 "peak_tflops_per_device": round(self.peak / 1e12, 3) if self.peak == self.peak else None,
                 "peak_source": self.peak_source, "world": self.world, "mean_seq_len": round(seq, 1)}
@@ -78,6 +88,9 @@ def batch_tokens(batch) -> tuple[int, float]:
     """(real tokens, mean real length per sequence) of a pair / views / token batch (None: 0)."""
     if batch is None:
         return 0, 0.0
+    if hasattr(batch, "present"):  # a streamed batch: only the rows that have a view count
+        tokens, rows = batch.tokens(), int(batch.present.sum())
+        return tokens, tokens / max(rows, 1)
     masks = [m for _, m in batch.views] if hasattr(batch, "views") else \
         [batch.a_mask, batch.b_mask] if hasattr(batch, "a_mask") else [batch.pad_mask]
     tokens = int(batch.tokens()) if hasattr(batch, "tokens") else int(batch.pad_mask.sum())

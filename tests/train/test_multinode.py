@@ -67,3 +67,8 @@ def test_fsdp_through_the_entry_point_saves_sharded_and_resumes_to_an_unbroken_r
     sa, sb = a.model.state_dict(), b.model.state_dict()
     for name, tensor in sa.items():
         torch.testing.assert_close(sb[name], tensor, rtol=0, atol=0, msg=name)
+    # the sharded state reshards onto another world size: the 2-rank checkpoint resumes on one rank
+    ok(in_loopback_namespace([[*TORCHRUN, "--standalone", "--nproc-per-node=1", "-m", "omniembed.train",
+                               *tiny_args(broken, *extra[:-2], "loop.steps=7", "loop.eval_captions=0",
+                                          "loop.pair_batch=8"), "--resume"]], ENV, tmp_path / "logs-one-rank"))
+    assert read_checkpoint(broken / "checkpoint.pt")["step"] == 7

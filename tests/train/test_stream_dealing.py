@@ -50,3 +50,28 @@ def test_the_masked_loss_is_the_plain_loss_over_the_rows_that_have_both_views(ma
     torch.testing.assert_close(loss, plain)
     lonely = MaskedViewsBatch(batch.views, torch.tensor([[1, 0]] * B, dtype=torch.bool), [(0, 1, 1.0)], torch.arange(B))
     assert trainer._agree(lonely, None) is None  # no pair to form and no LM rows: nothing to learn from
+
+
+def test_a_reader_without_worker_processes_reads_one_epoch_of_the_manifest_in_process(tiny_run, synth_world):
+    from omniembed.train.streaming import StreamReader, stream_units
+
+    from omniembed.train.corpus import Corpus
+
+    units = stream_units(str(synth_world.manifest_path), 1)
+    windows = json.loads((tiny_run / "windows.json").read_text())
+    reader = StreamReader(StreamSettings(units, str(tiny_run / "tokenizers"), windows, seed=0, rank=0, world=1,
+                                         workers=0, shuffle_buffer=10))
+    expected = sorted(json.loads(line)["id"] for line in open(synth_world.manifest_path))
+    got = [reader.next() for _ in range(len(expected))]
+    assert sorted(e["id"] for e in got) == expected and {e["epoch"] for e in got} == {0}
+    items = [e for e in got if e["kind"] == "item"]
+    # the same ids as the in-memory corpus of the same manifest and tokenizers (images encoded in batches here)
+    cached = {it.id: it for it in Corpus.load(tiny_run).items}
+    for e in items:
+        ours, theirs = e["item"], cached[e["id"]]
+        assert sorted(ours.blocks) == sorted(theirs.blocks) - {"interleaved"}
+        for view in ours.blocks:
+            assert ours.blocks[view].tolist() == theirs.blocks[view].tolist(), (e["id"], view)
+        assert [t.tolist() for t in ours.texts] == [t.tolist() for t in theirs.texts]
+    assert reader.state_dict() == {"positions": [[0, len(expected)]], "consumed": len(expected)}
+    assert reader.next()["epoch"] == 1

@@ -116,3 +116,15 @@ def test_a_killed_stream_resumes_to_the_losses_of_an_unbroken_run(source, tiny_a
     assert sorted(a) == sorted(b) == list(range(1, 25))
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=1e-6, abs=1e-7), step
+
+
+def test_a_stream_of_nothing_but_rejects_stops_with_a_clear_error(tiny_args, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(f'{{"id": "r{i}", "kind": "item", "views": {{"image": "missing-{i}.png"}}}}\n'
+                           for i in range(6)) + "{not json\n")
+    out = tmp_path / "run"
+    assert main(tiny_args(out, f"data.manifest={bad}", "data.stream=true", "data.loader_workers=1",
+                          "loop.steps=5", "loop.pair_batch=4")) == 2
+    log = (out / "train.log").read_text()
+    assert "steps in a row had no record to learn from" in log
+    assert "media file not found" in log  # each reject was logged with its reason

@@ -91,9 +91,9 @@ def losses(run_dir):
     return out
 
 
-@pytest.mark.parametrize("source", ["shards", "jsonl"])
-def test_a_killed_stream_resumes_to_the_losses_of_an_unbroken_run(source, tiny_args, synth_world, shards, tmp_path):
-    steps = ("loop.steps=24", "loop.ckpt_every=4", "loop.pair_batch=8", "loop.eval_every=0")
+def test_a_killed_stream_resumes_to_the_losses_of_an_unbroken_run(tiny_args, synth_world, shards, tmp_path):
+    source = "shards"  # the JSONL stream resumes through the same positions (its dealing is tested above)
+    steps = ("loop.steps=16", "loop.ckpt_every=4", "loop.pair_batch=8", "loop.eval_every=0")
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
     assert main(stream_args(tiny_args, synth_world, unbroken, source, shards, *steps)) == 0
     cmd = [sys.executable, "-m", "omniembed.train", *stream_args(tiny_args, synth_world, broken, source, shards,
@@ -102,7 +102,7 @@ def test_a_killed_stream_resumes_to_the_losses_of_an_unbroken_run(source, tiny_a
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
-            if (broken / "steps.jsonl").is_file() and max(losses(broken), default=0) >= 10:
+            if (broken / "steps.jsonl").is_file() and max(losses(broken), default=0) >= 7:
                 break
             time.sleep(0.02)
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -110,10 +110,10 @@ def test_a_killed_stream_resumes_to_the_losses_of_an_unbroken_run(source, tiny_a
     finally:
         proc.wait()
     killed_at = max(losses(broken))
-    assert 10 <= killed_at < 24
+    assert 7 <= killed_at < 16
     assert main(stream_args(tiny_args, synth_world, broken, source, shards, *steps, "--resume")) == 0
     a, b = losses(unbroken), losses(broken)
-    assert sorted(a) == sorted(b) == list(range(1, 25))
+    assert sorted(a) == sorted(b) == list(range(1, 17))
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=1e-6, abs=1e-7), step
 

@@ -322,6 +322,10 @@ def build_corpus(train: list, heldout: list, doc_tok: DocumentTokenizer, sample_
         raise ManifestError("the manifest has no items: contrastive training needs multi-view items")
     if skipped:
         log.warning("%d views or documents could not be decoded and were skipped", skipped)
-    sp = doc_tok.vocab.special
-    specials = {"bos": sp("<bos>"), "eos": sp("<eos>"), "embed": sp("<embed>"), "pad": sp("<pad>")}
-    return Corpus(items, documents, specials)
+    return Corpus(items, documents, corpus_specials(doc_tok.vocab))
+
+
+def corpus_specials(vocab) -> dict[str, int]:
+    """The special ids the row builders add: bos, eos, embed, pad."""
+    sp = vocab.special
+    return {"bos": sp("<bos>"), "eos": sp("<eos>"), "embed": sp("<embed>"), "pad": sp("<pad>")}

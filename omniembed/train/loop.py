@@ -196,8 +196,9 @@ def _stream_batches(cfg: RunConfig, settings, doc_tok, run_dir: Path, saved: dic
                         "not carry over, so epoch %d restarts from its start (its records already trained on "
                         "are read again, none is skipped)", len(ranks), saved.get("workers"), settings.world,
                         settings.workers, state["positions"][0][0])
-    sp = doc_tok.vocab.special
-    specials = {"bos": sp("<bos>"), "eos": sp("<eos>"), "embed": sp("<embed>"), "pad": sp("<pad>")}
+    from omniembed.train.corpus import corpus_specials
+
+    specials = corpus_specials(doc_tok.vocab)
     trace = None
     if cfg.data.record_ids:
         path = run_dir / f"stream-ids-rank{settings.rank}.jsonl"

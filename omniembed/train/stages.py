@@ -95,11 +95,16 @@ def prepare_tokenizers(cfg: RunConfig, run_dir: Path, manifest: Path | None) -> 
     return out
 
 
+def tokenizer_files(tok_dir: Path) -> list[Path]:
+    """The files of a tokenizer directory that a tokenized corpus depends on, in a fixed order."""
+    return [*sorted(tok_dir.glob("*.pt")), tok_dir / "tokenizer.json"]
+
+
 def fingerprint(manifest: Path, heldout: Path | None, tok_dir: Path, cfg: RunConfig,
                 windowing: Windowing | None = None) -> str:
     """What the cached corpus depends on: the manifests' bytes, the tokenizers' files, the view limits."""
     h = hashlib.sha256()
-    for p in [manifest, heldout, *sorted(tok_dir.glob("*.pt")), tok_dir / "tokenizer.json"]:
+    for p in [manifest, heldout, *tokenizer_files(tok_dir)]:
         if p is not None and p.is_file():
             h.update(p.read_bytes())
     h.update(repr((cfg.data.max_view_tokens,)).encode())
@@ -155,14 +160,14 @@ def prepare_data(cfg: RunConfig, run_dir: Path):
     tokenizes only its held-out set here; its training records are tokenized by the stream's workers."""
     manifest, heldout = resolve_data(cfg, run_dir)
     tok_dir = prepare_tokenizers(cfg, run_dir, manifest)
-    if streamed_source(cfg) is not None:
-        return prepare_stream(cfg, run_dir, tok_dir, heldout)
     from omniembed.tokenization.document import DocumentTokenizer
     from omniembed.tokenization.store import load_tokenizers
 
     toks = load_tokenizers(tok_dir)
     doc_tok = DocumentTokenizer.from_tokenizers(toks.text, toks.image, toks.audio, video_fps=toks.config.video_fps)
     windowing = prepare_windowing(cfg, run_dir, toks)
+    if streamed_source(cfg) is not None:
+        return prepare_stream(cfg, tok_dir, toks, doc_tok, windowing, heldout)
     key = fingerprint(manifest, heldout, tok_dir, cfg, windowing)
     corpus = prepare_corpus(manifest, heldout, tok_dir, doc_tok, toks.config.video_fps, toks.config.sample_rate,
                             Path(cfg.data.corpus_cache) if cfg.data.corpus_cache else run_dir, key, cfg.data.workers,
@@ -187,21 +192,17 @@ def report_cuts(corpus: Corpus, max_tokens: int) -> dict[str, int]:
     return cut
 
 
-def prepare_stream(cfg: RunConfig, run_dir: Path, tok_dir: Path, heldout: Path | None):
+def prepare_stream(cfg: RunConfig, tok_dir: Path, toks, doc_tok, windowing: Windowing | None,
+                   heldout: Path | None):
     """(document tokenizer, the stream's key, the held-out corpus or None, StreamSettings minus rank)."""
     from omniembed.data.sources import expand_inputs
-    from omniembed.tokenization.document import DocumentTokenizer
-    from omniembed.tokenization.store import load_tokenizers
     from omniembed.train.streaming import StreamSettings, stream_units
 
-    toks = load_tokenizers(tok_dir)
-    doc_tok = DocumentTokenizer.from_tokenizers(toks.text, toks.image, toks.audio, video_fps=toks.config.video_fps)
-    windowing = prepare_windowing(cfg, run_dir, toks)
     source = streamed_source(cfg)
     inputs = expand_inputs(source)
     # the key names the inputs and tokenizers (not their content: the corpus may be too big to hash)
     h = hashlib.sha256(json.dumps([[p, *_size_mtime(p)] for p in inputs]).encode())
-    for p in [*sorted(tok_dir.glob("*.pt")), tok_dir / "tokenizer.json"]:
+    for p in tokenizer_files(tok_dir):
         if p.is_file():
             h.update(p.read_bytes())
     h.update(json.dumps([cfg.data.max_view_tokens, windowing.to_dict() if windowing else None]).encode())

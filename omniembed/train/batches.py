@@ -17,7 +17,7 @@ import logging
 import numpy as np
 import torch
 
-from omniembed.train.corpus import Corpus, CorpusItem
+from omniembed.train.corpus import Corpus, CorpusItem, training_group
 from omniembed.errors import ConfigError
 from omniembed.tokenization.padding import pad_right
 from omniembed.train.config import DataConfig, LoopConfig
@@ -49,18 +49,25 @@ def _view_counts(corpus: Corpus, indices: list[int]) -> dict[str, int]:
     return counts
 
 
-def near_misses(items: list[CorpusItem]) -> list[list[int]]:
+def near_misses(items: list[CorpusItem], label: str | None = None) -> list[list[int]]:
     """For each item, the positions of items whose attribute set differs from its own in exactly one value
-    (same attribute names): the negatives a retrieval of exact attribute sets most often confuses."""
+    (same attribute names): the negatives a retrieval of exact attribute sets most often confuses. With a
+    `label` (the hit rule `eval.label`), only items whose one differing value is the label: the rest share
+    the label, so they are hits, not negatives."""
     keys = [tuple(sorted(it.attributes.items())) if it.attributes else None for it in items]
+    if label is not None:
+        keys = [k if k is not None and label in dict(k) else None for k in keys]
     by_set: dict[tuple, list[int]] = {}
     for k, key in enumerate(keys):
         if key is not None:
             by_set.setdefault(key, []).append(k)
+
+    def near(key: tuple, own: tuple) -> bool:
+        differ = [a[0] for a, b in zip(key, own) if a != b]
+        return len(key) == len(own) and len(differ) == 1 and (label is None or differ[0] == label)
+
     # compared set against set, not item against set: items repeat their attribute sets
-    neighbours = {own: sorted(k for key, members in by_set.items()
-                              if len(key) == len(own) and sum(a != b for a, b in zip(key, own)) == 1
-                              for k in members)
+    neighbours = {own: sorted(k for key, members in by_set.items() if near(key, own) for k in members)
                   for own in by_set}
     return [neighbours[key] if key is not None else [] for key in keys]
 
@@ -101,12 +108,13 @@ def captionable(item: CorpusItem) -> bool:
 
 class TrainStream:
     def __init__(self, corpus: Corpus, loop: LoopConfig, data: DataConfig, seed: int, rank: int = 0,
-                 world: int = 1):
+                 world: int = 1, label: str | None = None):
+        """label: the attribute of a label hit rule (eval.label); items sharing its value are not negatives."""
         self.corpus, self.loop, self.data, self.seed = corpus, loop, data, seed
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.label = rank, world, label
         train = corpus.split("train")
-        groups = sorted({corpus.items[i].group for i in train})
-        self.group_index = {g: k for k, g in enumerate(groups)}
+        self.item_group = {i: training_group(corpus.items[i].group, corpus.items[i].attributes, label) for i in train}
+        self.group_index = {g: k for k, g in enumerate(sorted(set(self.item_group.values())))}
         self.pairs: list[str] = []
         self.weights: list[float] = []
         self.samplers: dict[str, ResumableSampler] = {}
@@ -123,7 +131,7 @@ class TrainStream:
         self.view_groups: list = []
         if loop.multiview > 0:
             self._setup_multiview(train)
-        self.near_misses = {name: near_misses([corpus.items[i] for i in members])
+        self.near_misses = {name: near_misses([corpus.items[i] for i in members], label)
                             for name, members in self.members.items()} if loop.hard_negatives > 0 else {}
         if not self.pairs and not self.view_groups:
             raise ConfigError(f"no two training items share both views of any pair in loop.pair_weights "
@@ -188,9 +196,9 @@ class TrainStream:
         (each item's views share one caption choice) and the duplicate-group labels."""
         picks = self._picks(name, rng)
         captions = rng.integers(0, 1 << 30, size=self.loop.pair_batch)[self.rank::self.world]
-        items = [self.corpus.items[self.members[name][k]] for k in picks]
-        batches = view_rows(self.corpus, items, views, captions, self.data)
-        labels = torch.tensor([self.group_index[it.group] for it in items], dtype=torch.long)
+        rows = [self.members[name][k] for k in picks]
+        batches = view_rows(self.corpus, [self.corpus.items[i] for i in rows], views, captions, self.data)
+        labels = torch.tensor([self.group_index[self.item_group[i]] for i in rows], dtype=torch.long)
         return batches, labels
 
     def _picks(self, name: str, rng: np.random.Generator) -> list[int]:

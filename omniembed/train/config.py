@@ -100,6 +100,10 @@ class EvalConfig:
     hit: str = "auto"
     label: str | None = None  # with hit label (or auto): the attribute whose value must match, e.g. digit
 
+    def training_label(self) -> str | None:
+        """The label training groups items by (items of one label are not negatives), when the rule uses it."""
+        return self.label if self.hit in ("auto", "label") else None
+
 
 @dataclass
 class RunConfig:

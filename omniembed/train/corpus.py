@@ -139,6 +139,15 @@ def group_key(item: Item) -> str:
     return item.id
 
 
+def training_group(group: str, attributes: dict | None, label: str | None) -> str:
+    """The group whose rows are never negatives of each other: the duplicate group, or under a label hit rule
+    (eval.label) the label's value when the item has it. Items of one digit are each other's hits, and a
+    contrastive loss that pushed them apart would fight the retrieval it is judged by."""
+    if label is not None and attributes and label in attributes:
+        return f"label:{json.dumps(attributes[label], sort_keys=True)}"
+    return f"group:{group}"
+
+
 _WORKER: "_Tokenize | None" = None  # the parent's tokenizer, inherited by forked prefetch workers
 
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.model import build_model, check_recorded, config_for_vocabulary, model_config_dict
+from omniembed.model.code_init import init_code_embeddings
 from omniembed.train import distributed as D
 from omniembed.train.batches import StreamBatches, TrainStream
 from omniembed.train.config import RunConfig
@@ -64,6 +65,9 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
     # model.kind: early (OmniModel) | late (LateFusionModel at OmniModel(model_cfg)'s parameter count)
     model = build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)
     check_recorded(cfg.model, model, model_cfg)
+    if cfg.train.code_init == "codebook":  # a resumed run loads its trained table over this
+        init_code_embeddings(model, doc_tok.vocab, {"image": doc_tok.image.quantizer,
+                                                    "audio": doc_tok.audio.quantizer}, cfg.seed)
 
     def rebuild():  # a fresh unsharded model of this shape, on this rank's device
         return build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)
@@ -84,7 +88,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
             raise ConfigError(f"{ckpt}: was trained on another corpus or tokenizers than {run_dir} holds now")
         log.info("resumed from %s at step %d", ckpt, trainer.step)
     if settings is None:
-        stream = TrainStream(corpus, cfg.loop, cfg.data, cfg.seed, D.rank(), D.world_size())
+        stream = TrainStream(corpus, cfg.loop, cfg.data, cfg.seed, D.rank(), D.world_size(),
+                             cfg.eval.training_label())
         if state is not None:
             stream.load_state_dict(state["data_state"])
         log.info("model: %s, %d layers of width %d, %.2fM parameters; %d train items, %d documents; pairs %s",

@@ -209,7 +209,7 @@ def prepare_stream(cfg: RunConfig, tok_dir: Path, toks, doc_tok, windowing: Wind
     workers, world = loader_workers(cfg), D.world_size()
     units = stream_units(source, world * max(1, workers))
     settings = StreamSettings(units, str(tok_dir), windowing.to_dict() if windowing else None, cfg.seed,
-                              D.rank(), world, workers, cfg.data.shuffle_buffer)
+                              D.rank(), world, workers, cfg.data.shuffle_buffer, cfg.eval.training_label())
     held = None
     if heldout is not None:
         from omniembed.data.manifest import load_manifest

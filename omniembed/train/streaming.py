@@ -54,6 +54,7 @@ class StreamSettings:
     world: int
     workers: int
     shuffle_buffer: int
+    label: str | None = None  # eval.label under a label hit rule: items of one label are not negatives
 
 
 def stream_units(source, streams: int) -> list[Unit]:
@@ -100,10 +101,10 @@ class RecordStream(torch.utils.data.IterableDataset):
                 if k >= skip:
                     raws.append((k, raw))
                     if len(raws) == CHUNK:
-                        yield tokenize_chunk(raws, w, epoch, tok)
+                        yield tokenize_chunk(raws, w, epoch, tok, self.s.label)
                         raws = []
             if raws:
-                yield tokenize_chunk(raws, w, epoch, tok)
+                yield tokenize_chunk(raws, w, epoch, tok, self.s.label)
             elif k < 0 and skip == 0:  # nothing for this stream this epoch: still take a turn, so the consumer never waits
                 yield [{"w": w, "epoch": epoch, "index": 0, "kind": "skip", "where": "", "reason": "empty epoch"}]
             epoch, skip = epoch + 1, 0
@@ -145,12 +146,12 @@ def _read(unit: Unit) -> Iterator[Raw]:
         log.warning("%s; the rest of this shard is not trained on", err)
 
 
-def tokenize_chunk(raws: list[tuple[int, Raw]], w: int, epoch: int, tok) -> list[dict]:
+def tokenize_chunk(raws: list[tuple[int, Raw]], w: int, epoch: int, tok, label: str | None = None) -> list[dict]:
     """A chunk of raw records parsed and tokenized (in a worker), its items' images encoded in one batch."""
     parsed = [(k, raw, _parse(raw)) for k, raw in raws]
     tok.encode_images([r.media["image"] for _, _, r in parsed if isinstance(r, Item) and "image" in r.media
                        and r.split != "heldout"])
-    return [{"w": w, "epoch": epoch, "index": k, **tokenize_record(raw, record, tok)} for k, raw, record in parsed]
+    return [{"w": w, "epoch": epoch, "index": k, **tokenize_record(raw, record, tok, label)} for k, raw, record in parsed]
 
 
 def _parse(raw: Raw):
@@ -160,9 +161,10 @@ def _parse(raw: Raw):
         return err
 
 
-def tokenize_record(raw: Raw, record, tok) -> dict:
-    """One parsed record (or its ManifestError) tokenized: the element's kind and payload."""
-    from omniembed.train.corpus import corpus_item, group_key
+def tokenize_record(raw: Raw, record, tok, label: str | None = None) -> dict:
+    """One parsed record (or its ManifestError) tokenized: the element's kind and payload; an item's "label"
+    is its training group (omniembed.train.corpus.training_group) as a number."""
+    from omniembed.train.corpus import corpus_item, group_key, training_group
 
     if isinstance(record, ManifestError):
         log.warning("skipping %s", record)
@@ -171,7 +173,7 @@ def tokenize_record(raw: Raw, record, tok) -> dict:
         return {"kind": "skip", "where": raw.where, "reason": "held out"}
     if isinstance(record, Item):
         item, _ = corpus_item(record, tok, "train")
-        return {"kind": "item", "item": item, "id": record.id, "label": group_label(group_key(record))}
+        return {"kind": "item", "item": item, "id": record.id, "label": group_label(training_group(group_key(record), record.attributes, label))}
     assert isinstance(record, Document)
     try:
         body = tok.document(record)

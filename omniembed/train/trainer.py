@@ -20,6 +20,7 @@ from omniembed.train.checkpoint import load_checkpoint, save_checkpoint
 from omniembed.errors import ConfigError, OmniEmbedError
 from omniembed.train.losses import IGNORE_INDEX, lm_targets, matryoshka_contrastive_loss, next_token_loss
 from omniembed.model import OmniModel
+from omniembed.model.code_init import CODE_INITS
 from omniembed.train.schedule import build_scheduler
 
 log = logging.getLogger("omniembed.train")
@@ -54,6 +55,9 @@ class TrainConfig:
     compile: bool | str = False  # torch.compile the model: true (inductor) or a backend name (e.g. aot_eager)
     fsdp_reshard: bool = True  # FSDP: free gathered parameters after forward (ZeRO-3); false keeps them (ZeRO-2)
     peak_tflops: float | None = None  # per-device peak for MFU; None: a table of GPUs, or measured on CPU
+    # the trunk's media-code embeddings: random, or from the tokenizers' codebooks (omniembed.model.code_init;
+    # measured both ways in bench/results/spoken_digits.md)
+    code_init: str = "random"
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -64,6 +68,8 @@ class TrainConfig:
             raise ConfigError(f"train max_bad_steps={self.max_bad_steps}: must be >= 1")
         if self.grad_accum < 1:
             raise ConfigError(f"train grad_accum={self.grad_accum}: must be >= 1")
+        if self.code_init not in CODE_INITS:
+            raise ConfigError(f"train code_init={self.code_init!r}: must be one of {CODE_INITS}")
         if self.matryoshka_dims is not None:
             self.matryoshka_dims = tuple(int(d) for d in self.matryoshka_dims)
 

@@ -59,8 +59,10 @@ def test_tiny_training_lowers_the_loss(tiny_args, tmp_path):
 
 def test_resume_through_the_entry_point_matches_an_uninterrupted_run(tiny_args, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    extra = ("loop.steps=8", "loop.eval_captions=0", "loop.ckpt_every=0")
+    # with the code embeddings started from the codebooks: a resumed run loads its trained table over them
+    extra = ("loop.steps=8", "loop.eval_captions=0", "loop.ckpt_every=0", "train.code_init=codebook")
     assert main(tiny_args(straight, *extra)) == 0
+    assert "started from the tokenizers' codebooks" in (straight / "train.log").read_text()
     assert main(tiny_args(split, *extra, "--stop-at", "4")) == 0
     assert read_checkpoint(split / "checkpoint.pt")["step"] == 4
     assert main(["--out", str(split), "--resume"]) == 0  # config, tokenizers and corpus come from the run dir

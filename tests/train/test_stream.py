@@ -21,10 +21,11 @@ def corpus(n=12):
     return Corpus(items, [np.arange(10, 30)], SPECIALS)
 
 
-def stream(c, rank=0, world=1, **loop):
+def stream(c, rank=0, world=1, label=None, **loop):
     cfg = LoopConfig(**{"pair_batch": 4, "lm_batch": 4, "pair_weights": {"text-image": 1.0, "image-audio": 1.0},
                         **loop})
-    return TrainStream(c, cfg, DataConfig(max_view_tokens=16, lm_max_len=16), seed=3, rank=rank, world=world)
+    return TrainStream(c, cfg, DataConfig(max_view_tokens=16, lm_max_len=16), seed=3, rank=rank, world=world,
+                       label=label)
 
 
 def item_of(row):
@@ -116,6 +117,23 @@ def test_near_misses_differ_from_the_item_in_exactly_one_attribute():
         assert found == expected and len(found) == 6  # 2 other a values + 1 other b value, 2 items each
     bare = [CorpusItem("x", "train", "x", {}, {}, []), CorpusItem("y", "train", "y", {}, {}, [])]
     assert near_misses(bare) == [[], []]  # no attributes: no near misses, the plain order is used
+
+
+def test_under_a_label_rule_near_misses_differ_in_the_label_only_and_one_label_is_one_group():
+    from omniembed.train.batches import near_misses
+
+    c = attribute_corpus()
+    near = near_misses(c.items, label="a")
+    for it, found in zip(c.items, near):  # same b, another a: 2 other a values, 2 items each
+        assert found == [k for k, o in enumerate(c.items) if o.attributes["b"] == it.attributes["b"]
+                         and o.attributes["a"] != it.attributes["a"]] and len(found) == 4
+    s = stream(c, pair_batch=6, pair_weights={"text-image": 1.0}, label="a")
+    for step in range(1, 6):
+        batch, _ = s.pair_batch(step)
+        values = [c.items[item_of(r)].attributes["a"] for r in batch.a_ids]
+        for i in range(6):  # rows of one a value share a label (not negatives), whatever their b
+            for j in range(6):
+                assert (batch.labels[i] == batch.labels[j]) == (values[i] == values[j])
 
 
 def test_hard_negative_slots_hold_near_misses_of_the_drawn_items():

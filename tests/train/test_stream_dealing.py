@@ -75,3 +75,18 @@ def test_a_reader_without_worker_processes_reads_one_epoch_of_the_manifest_in_pr
         assert [t.tolist() for t in ours.texts] == [t.tolist() for t in theirs.texts]
     assert reader.state_dict() == {"positions": [[0, len(expected)]], "consumed": len(expected)}
     assert reader.next()["epoch"] == 1
+
+
+def test_under_a_label_rule_streamed_items_of_one_label_share_their_training_label(tiny_run, synth_world):
+    from omniembed.train.streaming import StreamReader, stream_units
+
+    units = stream_units(str(synth_world.manifest_path), 1)
+    windows = json.loads((tiny_run / "windows.json").read_text())
+    reader = StreamReader(StreamSettings(units, str(tiny_run / "tokenizers"), windows, seed=0, rank=0, world=1,
+                                         workers=0, shuffle_buffer=10, label="shape"))
+    items = [e for e in (reader.next() for _ in range(40)) if e["kind"] == "item"]
+    shapes = [e["item"].attributes["shape"] for e in items]
+    assert len(set(shapes)) > 1
+    for e, s in zip(items, shapes):
+        for f, t in zip(items, shapes):
+            assert (e["label"] == f["label"]) == (s == t)

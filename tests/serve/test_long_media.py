@@ -1,6 +1,6 @@
-"""Media of any length: a clip of a minute of synthetic-world sounds in sequence, embedded window by window and
-indexed with its windows through a real server; searching with one item's caption finds the clip at a time
-span that covers that item's sound."""
+"""Media of any length: a three-minute clip of synthetic-world sounds in sequence, with quiet noise between
+them, embedded window by window and indexed with its windows through a real server; searching with one item's
+caption finds the clip at a time span that covers that item's sound."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,9 @@ from omniembed.data.manifest import load_manifest
 from omniembed.media import SAMPLE_RATE, decode_audio, encode_audio
 
 pytestmark = pytest.mark.slow
-N_SOUNDS = 30  # 2 s each: a one-minute clip
+N_SOUNDS = 30  # 2 s each
+GAP = 4.0  # seconds of quiet noise before each sound: a 180 s clip
+SOUND = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +33,24 @@ def trained(synth_world, tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     items = [r for r in load_manifest(manifest) if r.kind == "item"][:N_SOUNDS]
+    rng = np.random.default_rng(0)
+    parts = []
+    for item in items:
+        parts.append(rng.normal(0, 0.003, int(GAP * SAMPLE_RATE)).astype(np.float32))
+        parts.append(decode_audio(item.media["audio"].source))
+        assert parts[-1].size == SOUND * SAMPLE_RATE
     clip = root / "long.wav"
-    clip.write_bytes(encode_audio(np.concatenate([decode_audio(i.media["audio"].source) for i in items]),
-                                  SAMPLE_RATE))
+    clip.write_bytes(encode_audio(np.concatenate(parts), SAMPLE_RATE))
     return root, items, clip
 
 
+def _start(n: int) -> float:
+    return GAP + n * (GAP + SOUND)
+
+
 def _covers(span, n: int) -> bool:
-    """Whether a window overlaps the n-th sound's 2 s."""
-    return span[0] < 2 * n + 2 and span[1] > 2 * n
+    """Whether a window overlaps the n-th sound."""
+    return span[0] < _start(n) + SOUND and span[1] > _start(n)
 
 
 def test_a_long_clip_is_embedded_window_by_window_and_pooled(trained):
@@ -50,7 +61,8 @@ def test_a_long_clip_is_embedded_window_by_window_and_pooled(trained):
     emb = Embedder.load(root / "bundle")
     assert emb.windowing.audio.seconds == 2.0 and emb.windowing.audio.stride == 1.0  # the training clips' length
     (windows, spans), = emb.embed_windows([clip])
-    assert len(spans) == 2 * N_SOUNDS - 1 and spans[0] == (0.0, 2.0) and spans[-1] == (2.0 * N_SOUNDS - 2, 2.0 * N_SOUNDS)
+    total = N_SOUNDS * (GAP + SOUND)
+    assert len(spans) == total - 1 and spans[0] == (0.0, 2.0) and spans[-1] == (total - 2, total)
     np.testing.assert_allclose(emb.embed([clip])[0], pool(windows), atol=1e-6)
     short = emb.embed_windows([items[0].media["audio"].source])[0]
     assert short[1] is None and short[0].shape == (1, emb.dim)  # a clip of the training length is one window
@@ -66,11 +78,11 @@ def test_searching_a_caption_finds_the_moment_in_the_long_clip_through_the_serve
         c.upsert(["long"], items=[{"audio": clip}], segments=True)
         c.upsert([f"text-{i}" for i in range(3)], items=[it.texts[1] for it in items[:3]])  # other rows
         stats = c.stats()
-        assert stats["count"] == 4 and stats["index"]["windows"] == 2 * N_SOUNDS - 1
+        assert stats["count"] == 4 and stats["index"]["windows"] == N_SOUNDS * (GAP + SOUND) - 1
         covered = 0
         for n, item in enumerate(items):
             hits = c.search(item.texts[0], k=1, filter={"modality": "audio"})
             assert [h.id for h in hits] == ["long"] and hits[0].span is not None
             covered += _covers(hits[0].span, n)
-    # chance: about 3 of the 59 windows overlap a given sound
+    # chance: 3 of the 179 windows overlap a given sound
     assert covered >= 0.6 * N_SOUNDS, covered

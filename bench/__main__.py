@@ -92,6 +92,9 @@ SUITE: dict[str, Bench] = {
     "own_data": Bench(
         "bench.own_data", "the main command on 2- and 3-modality subsets of the world: held-out R@1 per pair",
         args=("--out", "{out}"), quick=("--config", "tiny", "--shapes", "text+audio", "--out", "{out}")),
+    "spoken_digits": Bench(
+        "bench.spoken_digits", "the main command on spoken (espeak-ng) and drawn digits: held-out R@1 by digit",
+        args=("--out", "{out}"), quick=("--config", "tiny", "--per-voice", "2", "--out", "{out}")),
     "index_backends": Bench(
         "bench.index_backends", "FAISS vs Milvus Lite at 100k x 256: recall@10 and queries/s, flat and HNSW",
         args=("--out", "{out}"),

@@ -32,7 +32,10 @@ _AUDIO_CODECS = {
 
 # fmt -> (container, video codec, audio codec, audio sample format, audio rates or None, codec options)
 _VIDEO_CODECS = {
-    "mp4": ("mp4", "libx264", "aac", "fltp", None, {"crf": "18", "preset": "veryfast", "threads": "2"}),
+    # cpu-independent: x264 otherwise picks CPU-specific algorithms, and on some CPUs (AVX-512 Zen 5 measured)
+    # two processes encoding the same frames wrote different streams: the synthetic world must not depend on it
+    "mp4": ("mp4", "libx264", "aac", "fltp", None, {"crf": "18", "preset": "veryfast", "threads": "2",
+                                                    "x264-params": "cpu-independent=1"}),
     "webm": (
         "webm",
         "libvpx-vp9",

@@ -111,7 +111,7 @@ class TrainStream:
                  world: int = 1, label: str | None = None):
         """label: the attribute of a label hit rule (eval.label); items sharing its value are not negatives."""
         self.corpus, self.loop, self.data, self.seed = corpus, loop, data, seed
-        self.rank, self.world, self.label = rank, world, label
+        self.rank, self.world = rank, world
         train = corpus.split("train")
         self.item_group = {i: training_group(corpus.items[i].group, corpus.items[i].attributes, label) for i in train}
         self.group_index = {g: k for k, g in enumerate(sorted(set(self.item_group.values())))}

@@ -102,7 +102,9 @@ class EvalConfig:
 
     def training_label(self) -> str | None:
         """The label training groups items by (items of one label are not negatives), when the rule uses it."""
-        return self.label if self.hit in ("auto", "label") else None
+        from omniembed.eval.hits import resolve_rule
+
+        return self.label if resolve_rule(self.hit, self.label, ()) == "label" else None
 
 
 @dataclass

@@ -146,12 +146,14 @@ def _read(unit: Unit) -> Iterator[Raw]:
         log.warning("%s; the rest of this shard is not trained on", err)
 
 
-def tokenize_chunk(raws: list[tuple[int, Raw]], w: int, epoch: int, tok, label: str | None = None) -> list[dict]:
+def tokenize_chunk(raws: list[tuple[int, Raw]], w: int, epoch: int, tok,
+                   label: str | None = None) -> list[dict]:
     """A chunk of raw records parsed and tokenized (in a worker), its items' images encoded in one batch."""
     parsed = [(k, raw, _parse(raw)) for k, raw in raws]
     tok.encode_images([r.media["image"] for _, _, r in parsed if isinstance(r, Item) and "image" in r.media
                        and r.split != "heldout"])
-    return [{"w": w, "epoch": epoch, "index": k, **tokenize_record(raw, record, tok, label)} for k, raw, record in parsed]
+    return [{"w": w, "epoch": epoch, "index": k, **tokenize_record(raw, record, tok, label)}
+            for k, raw, record in parsed]
 
 
 def _parse(raw: Raw):
@@ -173,7 +175,8 @@ def tokenize_record(raw: Raw, record, tok, label: str | None = None) -> dict:
         return {"kind": "skip", "where": raw.where, "reason": "held out"}
     if isinstance(record, Item):
         item, _ = corpus_item(record, tok, "train")
-        return {"kind": "item", "item": item, "id": record.id, "label": group_label(training_group(group_key(record), record.attributes, label))}
+        group = training_group(group_key(record), record.attributes, label)
+        return {"kind": "item", "item": item, "id": record.id, "label": group_label(group)}
     assert isinstance(record, Document)
     try:
         body = tok.document(record)

@@ -11,8 +11,9 @@ from omniembed.media import SAMPLE_RATE, decode_audio, encode_audio
 
 pytestmark = pytest.mark.slow
 N_SOUNDS = 30  # 2 s each
-GAP = 4.0  # seconds of quiet noise before each sound: a 180 s clip
+GAP = 4.0  # seconds of quiet noise before each sound
 SOUND = 2.0
+CLIP = N_SOUNDS * (GAP + SOUND)  # 180 s; 2 s windows at a 1 s stride: CLIP - 1 of them
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,7 @@ def test_a_long_clip_is_embedded_window_by_window_and_pooled(trained):
     emb = Embedder.load(root / "bundle")
     assert emb.windowing.audio.seconds == 2.0 and emb.windowing.audio.stride == 1.0  # the training clips' length
     (windows, spans), = emb.embed_windows([clip])
-    total = N_SOUNDS * (GAP + SOUND)
-    assert len(spans) == total - 1 and spans[0] == (0.0, 2.0) and spans[-1] == (total - 2, total)
+    assert len(spans) == CLIP - 1 and spans[0] == (0.0, 2.0) and spans[-1] == (CLIP - 2, CLIP)
     np.testing.assert_allclose(emb.embed([clip])[0], pool(windows), atol=1e-6)
     short = emb.embed_windows([items[0].media["audio"].source])[0]
     assert short[1] is None and short[0].shape == (1, emb.dim)  # a clip of the training length is one window
@@ -78,7 +78,7 @@ def test_searching_a_caption_finds_the_moment_in_the_long_clip_through_the_serve
         c.upsert(["long"], items=[{"audio": clip}], segments=True)
         c.upsert([f"text-{i}" for i in range(3)], items=[it.texts[1] for it in items[:3]])  # other rows
         stats = c.stats()
-        assert stats["count"] == 4 and stats["index"]["windows"] == N_SOUNDS * (GAP + SOUND) - 1
+        assert stats["count"] == 4 and stats["index"]["windows"] == CLIP - 1
         covered = 0
         for n, item in enumerate(items):
             hits = c.search(item.texts[0], k=1, filter={"modality": "audio"})

@@ -6,7 +6,8 @@ only at the embedding) at the same parameter count, steps, batches and training 
 
 The config and overrides are those of `python -m omniembed.train` (default: the demo's `small` config;
 e.g. loop.steps=100 data.synth_n=400 tokenizers=DIR data.manifest=FILE to reuse prepared data); the two arms
-differ only in `model.kind` (early | late, see omniembed.model.build_model), which this script sets.
+differ only in `model.kind` (early | late, see omniembed.model.build_model), which this script sets (both with
+`model.code_features=none`: late fusion's towers have no code features).
 Stages 0-2 of omniembed.train (data, tokenizers, tokenized corpus) run once into OUT/shared; both arms then
 train from the same seed on the same stream of batches, so they see the same tokens in the same order.
 
@@ -295,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     data = runconfig.load_dict(args.config, args.overrides)
     (data.get("model") or {}).pop("kind", None)  # each arm sets its own kind
+    # late fusion's towers embed media codes by their own rows: both arms do, so they differ in the kind only
+    data.setdefault("model", {})["code_features"] = "none"
     cfg = runconfig.from_dict(data, source=args.config)
     torch.set_num_threads(cfg.loop.threads)
     corpus, doc_tok = prepare(cfg, args.out / "shared")

@@ -223,13 +223,16 @@ class _FrameStack:
             raise MediaError(
                 self.name, f"sampled frames would outgrow {self.max_bytes} bytes; lower fps or set max_frames"
             )
+        # One scaler thread: PyAV's default (since 17) starts a thread per CPU for every frame, which costs more
+        # than the conversion of a frame this size and competes with the decoding pool's workers.
         if (frame.width, frame.height) != self._size:  # resolution changed midway: keep the first size
-            frame = frame.reformat(width=width, height=height)
+            frame = frame.reformat(width=width, height=height, threads=1)
         small = reduced_size(width, height, self.side)
         if small is None:
-            pixels = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+            pixels = frame.to_ndarray(format="rgb24", threads=1)  # (H, W, 3)
         else:  # scaled while converting, in one pass of FFmpeg's scaler
-            pixels = frame.to_ndarray(width=small[0], height=small[1], format="rgb24", interpolation="AREA")
+            pixels = frame.to_ndarray(width=small[0], height=small[1], format="rgb24", interpolation="AREA",
+                                      threads=1)
         # Phones record sideways and store the turn in a display matrix; show frames as a player would.
         self.frames.append(np.ascontiguousarray(np.rot90(pixels, k=self._turns)) if self._turns else pixels)
         self.times.append(t)

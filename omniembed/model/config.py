@@ -15,6 +15,7 @@ from typing import Any
 from omniembed.errors import ConfigError
 
 POOLINGS = ("last", "mean")
+CODE_FEATURES = ("none", "add", "replace")
 EMBED_ATTENTIONS = ("causal", "bidirectional")
 # keys of a config's model section that are not ModelConfig fields: which model to build
 BUILD_KEYS = ("kind",)
@@ -52,10 +53,20 @@ class ModelConfig:
     grid_position: bool = False
     image_ids: tuple[int, int] = (0, 0)
     image_tokens: int = 0
+    # Media codes can enter the trunk as their tokenizer's codebook vectors through one learned linear map
+    # (omniembed.model.code_init.set_code_features) instead of a free embedding row each: codes that look or
+    # sound alike get alike inputs for good, where free rows let a small trunk memorise which codes each
+    # training item has (bench/results/spoken_digits_sweep.md). The rows stay the tied LM head's outputs.
+    # "replace": the codes enter by the table alone; "add": by the table plus their own rows; "none" (or false):
+    # by their own rows only. code_feature_dim: the table's width, half for image codes and half for audio.
+    code_features: str = "none"
+    code_feature_dim: int = 96
 
     def __post_init__(self):
         self.embed_dims = tuple(int(d) for d in self.embed_dims)
         self.image_ids = tuple(int(i) for i in self.image_ids)
+        if self.code_features is False:  # `model.code_features=false` on a command line
+            self.code_features = "none"
         self.validate()
 
     def validate(self) -> None:
@@ -81,6 +92,10 @@ class ModelConfig:
             bad("embed_attention", f"must be one of {EMBED_ATTENTIONS}")
         if not 0.0 <= self.dropout < 1.0:
             bad("dropout", "must be in [0, 1)")
+        if self.code_features not in CODE_FEATURES:
+            bad("code_features", f"must be one of {CODE_FEATURES}")
+        if self.code_feature_dim < 2 or self.code_feature_dim % 2:
+            bad("code_feature_dim", "must be an even number >= 2 (half of it per media modality)")
         if self.init_temperature <= 0:
             bad("init_temperature", "must be positive")
         if self.grid_position and (self.image_tokens <= 0 or len(self.image_ids) != 2

@@ -163,6 +163,11 @@ class OmniModel(nn.Module):
         self.norm = RMSNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.grid_emb = nn.Embedding(cfg.image_tokens, cfg.d_model) if cfg.grid_position else None
+        if cfg.code_features != "none":  # filled from the tokenizers' codebooks before training (code_init), then fixed
+            self.register_buffer("code_table", torch.zeros(cfg.vocab_size, cfg.code_feature_dim))
+            # 1 for ids that enter by their own embedding row, 0 for media codes that enter by code_table alone
+            self.register_buffer("code_free", torch.ones(cfg.vocab_size, 1))
+            self.code_proj = nn.Linear(cfg.code_feature_dim, cfg.d_model, bias=False)
         self.checkpoint_activations = False  # train.activation_checkpointing: recompute blocks in backward
         self._add_heads_and_init(cfg)
         if cfg.tie_embeddings:
@@ -181,6 +186,9 @@ class OmniModel(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
+        if getattr(self, "code_proj", None) is not None and cfg.code_features == "add":
+            # starts as the trunk without code features; training grows the map where codebook vectors help
+            nn.init.zeros_(self.code_proj.weight)
         for name, p in self.named_parameters():
             # scale the residual-stream projections by depth, per GPT-2, so the residual variance stays put
             if name.endswith(("attn.out.weight", "mlp.down.weight")):
@@ -214,6 +222,8 @@ class OmniModel(nn.Module):
         cos = self.rope_cos[positions].unsqueeze(1)  # (B, 1, T, hd/2)
         sin = self.rope_sin[positions].unsqueeze(1)
         x = self.tok_emb(ids)  # (B, T, D)
+        if self.cfg.code_features != "none":
+            x = x * F.embedding(ids, self.code_free) + self.code_proj(F.embedding(ids, self.code_table))
         if self.grid_emb is not None:
             x = x + self.grid_embedding(ids)
         x = self.drop(x)

@@ -160,10 +160,12 @@ def evaluation_record(model: OmniModel, corpus: Corpus, cfg, doc_tok, step: int)
 
 
 def headline(record: dict) -> str:
-    """One log line of an evaluation record: R@1 of the headline pairs at the full dim and at 64."""
+    """One log line of an evaluation record, live or read back from eval.jsonl (where JSON has made the dims
+    and ks strings): R@1 of the headline pairs at the full dim and at 64."""
     if "recall" not in record:
         return record.get("note", "")
-    dims = record["recall"]["dims"]
+    dims = {int(d): {p: {int(k): v for k, v in ks.items()} for p, ks in pairs.items()}
+            for d, pairs in record["recall"]["dims"].items()}
     parts = []
     for d in sorted(dims)[-1:] + ([64] if 64 in dims and 64 != max(dims) else []):
         parts.append(f"R@1 dim {d}: " + " ".join(f"{p}={dims[d][p][1]:.2f}" for p in HEADLINE if p in dims[d]))

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.model import build_model, check_recorded, config_for_vocabulary, model_config_dict
-from omniembed.model.code_init import init_code_embeddings
+from omniembed.model.code_init import init_code_embeddings, set_code_features
 from omniembed.train import distributed as D
 from omniembed.train.batches import StreamBatches, TrainStream
 from omniembed.train.config import RunConfig
@@ -65,9 +65,11 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
     # model.kind: early (OmniModel) | late (LateFusionModel at OmniModel(model_cfg)'s parameter count)
     model = build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)
     check_recorded(cfg.model, model, model_cfg)
+    quantizers = {"image": doc_tok.image.quantizer, "audio": doc_tok.audio.quantizer}
     if cfg.train.code_init == "codebook":  # a resumed run loads its trained table over this
-        init_code_embeddings(model, doc_tok.vocab, {"image": doc_tok.image.quantizer,
-                                                    "audio": doc_tok.audio.quantizer}, cfg.seed)
+        init_code_embeddings(model, doc_tok.vocab, quantizers, cfg.seed)
+    if model_cfg.code_features != "none":  # likewise: the checkpoint holds the table
+        set_code_features(model, doc_tok.vocab, quantizers, cfg.seed)
 
     def rebuild():  # a fresh unsharded model of this shape, on this rank's device
         return build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)

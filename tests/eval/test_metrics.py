@@ -7,7 +7,7 @@ import pytest
 from omniembed.eval.hits import hit_key, resolve_rule
 from omniembed.eval.matrix import matrix_from_embeddings
 from omniembed.eval.metrics import mean_average_precision, ranked_hits, recall_at_k
-from omniembed.train.evaluate import caption_rates, names_value
+from omniembed.train.evaluate import caption_rates, headline, names_value
 
 
 def unit(rows):
@@ -93,3 +93,12 @@ def test_a_pair_without_an_answerable_query_is_listed_as_skipped_not_scored():
     out = matrix_from_embeddings({"text": v, "audio": v}, {"text": ["a", "b", "c"], "audio": ["a", "b", "c"]},
                                  dims=(2, 3))
     assert out["dims"][3]["text->audio"][1] == 1.0 and out["map"][3]["text->audio"] == 1.0
+
+
+def test_headline_reads_a_record_back_from_eval_jsonl_as_it_reads_a_live_one():
+    import json
+
+    live = {"recall": {"dims": {16: {"text->image": {1: 0.25, 5: 0.5}}, 128: {"text->image": {1: 0.75, 5: 1.0}}}}}
+    line = headline(live)
+    assert "R@1 dim 128: text->image=0.75" in line  # the full dim is the largest, not the last string
+    assert headline(json.loads(json.dumps(live))) == line

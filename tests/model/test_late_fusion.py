@@ -18,7 +18,8 @@ SP = VOCAB.special
 
 
 def late_model(**overrides) -> LateFusionModel:
-    return build_model("late", config_for_vocabulary("tiny", VOCAB, **{"grid_position": False, **overrides}), VOCAB)
+    return build_model("late", config_for_vocabulary("tiny", VOCAB, **{"grid_position": False, "code_features": "none",
+                                                                 **overrides}), VOCAB)
 
 
 def text(*local):
@@ -152,13 +153,14 @@ def test_parameter_count_matches_the_early_fusion_trunk_within_two_percent():
     for sizes in ((40, 24, 16), (512, 64, 64), (2048, 512, 512)):
         vocab = Vocabulary(*sizes)
         for name in ("tiny", "small"):
-            cfg = config_for_vocabulary(name, vocab, grid_position=False)  # the formulas count no grid cells
+            # the formulas count no grid cells and no code features (late fusion has neither)
+            cfg = config_for_vocabulary(name, vocab, grid_position=False, code_features="none")
             late, early = build_model("late", cfg, vocab), OmniModel(cfg)
             assert abs(late.num_params() - early.num_params()) <= 0.02 * early.num_params(), (sizes, name)
             assert late.num_params() == late_params(late.cfg, late.starts)
             assert early.num_params() == early_params(cfg)
     # the formula also holds without tied embeddings
-    untied = config_for_vocabulary("tiny", VOCAB, tie_embeddings=False, grid_position=False)
+    untied = config_for_vocabulary("tiny", VOCAB, tie_embeddings=False, grid_position=False, code_features="none")
     shape = match_tower_config(untied, vocabulary_starts(VOCAB))
     assert LateFusionModel(shape, vocabulary_starts(VOCAB)).num_params() == late_params(shape, vocabulary_starts(VOCAB))
     assert OmniModel(untied).num_params() == early_params(untied)
@@ -194,7 +196,9 @@ def test_a_model_rebuilt_from_its_config_dict_loads_its_weights(tmp_path):
 
 
 def test_bad_kinds_and_ranges_are_config_errors_naming_the_key():
-    cfg = config_for_vocabulary("tiny", VOCAB, grid_position=False)
+    with pytest.raises(ConfigError, match="model.code_features=none with model.kind=late"):
+        build_model("late", config_for_vocabulary("tiny", VOCAB, grid_position=False, code_features="replace"), VOCAB)
+    cfg = config_for_vocabulary("tiny", VOCAB, grid_position=False, code_features="none")
     with pytest.raises(ConfigError, match="model.kind='mid'"):
         build_model("mid", cfg, VOCAB)
     with pytest.raises(ConfigError, match="needs the Vocabulary"):

@@ -92,7 +92,7 @@ def test_model_kind_late_trains_through_the_entry_point_and_loads_back_as_late_f
     from omniembed.train.rundir import load_run
 
     out = tmp_path / "late"
-    assert main(tiny_args(out, "model.kind=late", "loop.steps=2")) == 0
+    assert main(tiny_args(out, "model.kind=late", "model.code_features=none", "loop.steps=2")) == 0
     assert yaml.safe_load((out / "train.yaml").read_text())["model"]["kind"] == "late"
     run = load_run(out)
     assert isinstance(run.model, LateFusionModel)

@@ -82,8 +82,8 @@ def set_code_features(model: nn.Module, vocab, quantizers: dict, seed: int = 0) 
     modality by its own half. With code_features "replace" those codes then enter by this table alone
     (code_free 0), with "add" by it and their own rows. Other ids, and the codes of a quantizer the data did
     not train, enter by their rows only. Returns the modalities filled."""
-    table, free = getattr(model, "code_table", None), getattr(model, "code_free", None)
-    if table is None or free is None:
+    table = getattr(model, "code_table", None)
+    if table is None:
         raise ValueError("model.code_features is off: this model has no code table")
     half = table.shape[1] // 2
     columns = {"image": slice(0, half), "audio": slice(half, table.shape[1])}
@@ -96,7 +96,7 @@ def set_code_features(model: nn.Module, vocab, quantizers: dict, seed: int = 0) 
         width = cols.stop - cols.start
         table[ids.start:ids.stop, cols] = codebook_rows(vq.codebook, width, 1.0, seed).to(table)
         if model.cfg.code_features == "replace":
-            free[ids.start:ids.stop] = 0.0
+            model.code_free[ids.start:ids.stop] = 0.0
         done.append(name)
     if done:
         log.info("code features of %s set from the tokenizers' codebooks (model.code_features)", " and ".join(done))

@@ -23,8 +23,9 @@ def build_model(kind: str, cfg: ModelConfig, vocab=None, starts: Sequence[int] |
     if kind != "late":
         raise ConfigError(f"model.kind={kind!r}: must be one of {MODEL_KINDS}")
     if cfg.code_features != "none":
-        raise ConfigError(f"model.code_features={cfg.code_features} is for the early-fusion trunk: late fusion's towers embed "
-                          "media codes by their own rows; set model.code_features=none with model.kind=late")
+        raise ConfigError(f"model.code_features={cfg.code_features} is for the early-fusion trunk: late fusion's "
+                          "towers embed media codes by their own rows; set model.code_features=none with "
+                          "model.kind=late")
     if starts is None:
         if vocab is None:
             raise ConfigError("model.kind='late' needs the Vocabulary (its id ranges route tokens to towers)")

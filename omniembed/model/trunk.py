@@ -165,8 +165,8 @@ class OmniModel(nn.Module):
         self.grid_emb = nn.Embedding(cfg.image_tokens, cfg.d_model) if cfg.grid_position else None
         if cfg.code_features != "none":  # filled from the tokenizers' codebooks before training (code_init), then fixed
             self.register_buffer("code_table", torch.zeros(cfg.vocab_size, cfg.code_feature_dim))
-            # 1 for ids that enter by their own embedding row, 0 for media codes that enter by code_table alone
-            self.register_buffer("code_free", torch.ones(cfg.vocab_size, 1))
+            if cfg.code_features == "replace":  # 1 for ids that enter by their own row, 0 for codes that do not
+                self.register_buffer("code_free", torch.ones(cfg.vocab_size, 1))
             self.code_proj = nn.Linear(cfg.code_feature_dim, cfg.d_model, bias=False)
         self.checkpoint_activations = False  # train.activation_checkpointing: recompute blocks in backward
         self._add_heads_and_init(cfg)
@@ -222,8 +222,10 @@ class OmniModel(nn.Module):
         cos = self.rope_cos[positions].unsqueeze(1)  # (B, 1, T, hd/2)
         sin = self.rope_sin[positions].unsqueeze(1)
         x = self.tok_emb(ids)  # (B, T, D)
+        if self.cfg.code_features == "replace":
+            x = x * F.embedding(ids, self.code_free)
         if self.cfg.code_features != "none":
-            x = x * F.embedding(ids, self.code_free) + self.code_proj(F.embedding(ids, self.code_table))
+            x = x + self.code_proj(F.embedding(ids, self.code_table))
         if self.grid_emb is not None:
             x = x + self.grid_embedding(ids)
         x = self.drop(x)

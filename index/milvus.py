@@ -19,7 +19,7 @@ replica that opens the collection reads them.
 
 Durability: a write returns once Milvus acknowledged it. Milvus Lite (pure Python) writes its WAL to the OS
 before acknowledging and fsyncs it on close and on `snapshot()`: an acknowledged write survives the process
-being killed (tests/index/test_milvus_crash.py), not a power cut before the next snapshot. A Milvus server
+being killed (tests/index/test_crash.py), not a power cut before the next snapshot. A Milvus server
 acknowledges once its WAL (message storage) has the write.
 """
 
@@ -413,7 +413,14 @@ class MilvusIndex:
 
     @_store_call
     def _count(self, expr: str) -> int:
-        res = self._live().query(self.target.collection, filter=expr, output_fields=["count(*)"])
+        client = self._live()
+        if self.target.lite_path is not None:
+            # Milvus Lite 3.2 can hold a row twice after a kill between its flush's manifest commit and the WAL's
+            # deletion (the WAL is replayed with the same sequence numbers). get and search keep one copy of a
+            # primary key; its count(*) counts both. So count distinct keys (it materialises every row anyway).
+            rows = client.query(self.target.collection, filter=expr, output_fields=["pk"])
+            return len({r["pk"] for r in rows})
+        res = client.query(self.target.collection, filter=expr, output_fields=["count(*)"])
         return int(res[0]["count(*)"]) if res else 0
 
     @_store_call

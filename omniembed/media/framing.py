@@ -42,6 +42,26 @@ def check_wav_header(data: bytes, size: int, name: str) -> None:
     raise MediaError(name, "truncated or damaged WAV: no data chunk")
 
 
+def wav_layout(data: bytes) -> tuple[int, int, int] | None:
+    """(format tag, channels, sample rate) from a WAV's `fmt ` chunk (tag 1 = PCM, 3 = float, 0xFFFE =
+    extensible), or None when the first bytes hold no readable one."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if chunk_id == b"fmt ":
+            body = data[pos + 8:pos + 8 + 16]
+            if len(body) < 8:
+                return None
+            return (int.from_bytes(body[0:2], "little"), int.from_bytes(body[2:4], "little"),
+                    int.from_bytes(body[4:8], "little"))
+        if chunk_id == b"data":
+            return None
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def check_ogg_complete(data: bytes, name: str) -> None:
     """Walk the Ogg pages: a partial last page, or no end-of-stream flag, means the file was cut short.
 

@@ -24,6 +24,7 @@ from omniembed.errors import ConfigError, ManifestError
 from omniembed.runtime.bundle import VARIANTS, bundle_file, read_manifest
 from omniembed.runtime.encoders import OnnxAudioTokenizer, OnnxImageTokenizer
 from omniembed.runtime.media_batch import encode_media_together
+from omniembed.media.framing import wav_layout
 from omniembed.media.pool import DecodePool
 from omniembed.tokenization.inputs import has_media
 from omniembed.tokenization.windows import (Decoded, Encoded, Windowing, decode_inputs, decode_whole, encode_decoded,
@@ -109,10 +110,11 @@ class Embedder:
 
     def decode(self, inputs: Iterable[Any]) -> list[Decoded]:
         """The decoding half of encode: media decoded into documents (windows of long media). A batch of two
-        or more media inputs is decoded by the worker processes of `decode_pool`; long media cut into windows
-        are streamed here, where the encoders tokenize each window as it comes."""
+        or more media inputs is decoded by the worker processes of `decode_pool`, except WAVs already at the
+        model's rate in one channel (decoded_faster_here); long media cut into windows are streamed here, where
+        the encoders tokenize each window as it comes."""
         inputs = list(inputs)
-        media = [i for i, x in enumerate(inputs) if has_media(x)]
+        media = [i for i, x in enumerate(inputs) if has_media(x) and not decoded_faster_here(x, self.sample_rate)]
         if not self.decode_pool.worth(len(media)):
             return self._decode_here(inputs)
         job = functools.partial(decode_whole, windowing=self.windowing, sample_rate=self.sample_rate,
@@ -214,6 +216,20 @@ class Embedder:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 0 < dim <= self.dim:
             raise ConfigError(f"dim={dim!r}: must be an int in 1..{self.dim} (trained prefixes: {self.dims})")
         return int(dim)
+
+
+# A WAV at the model's rate, one channel, decodes here in about the time its samples take to come back from a
+# worker through the pipe (16 two-second clips: 3.2 ms here, 5 ms through two workers; bench/results/
+# embed_speedup.md): those stay in this process. Others (resampled, compressed, video, images) go to the pool.
+HERE_WAV_BYTES = 4 << 20
+
+
+def decoded_faster_here(x: Any, sample_rate: int) -> bool:
+    """Whether an input is encoded bytes of a mono PCM/float WAV at `sample_rate`, of at most HERE_WAV_BYTES."""
+    if not isinstance(x, (bytes, bytearray, memoryview)) or len(x) > HERE_WAV_BYTES:
+        return False
+    layout = wav_layout(bytes(x[:256]))
+    return layout is not None and layout[0] in (1, 3) and layout[1] == 1 and layout[2] == sample_rate
 
 
 def _as_list(inputs: Any) -> list:

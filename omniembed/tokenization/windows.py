@@ -180,18 +180,24 @@ def decode_inputs(inputs: list, windowing: Windowing | None, document_tokenizer,
                   sample_rate: int, video_fps: float, modalities, first_index: int = 0,
                   image_side: int | None = None) -> list[Decoded]:
     """Every input's documents, media decoded (long audio and video window by window, each window tokenized
-    as soon as it is decoded, so memory holds one window of samples whatever the clip's length); a modality
-    the model never learned is refused by name. Errors name inputs from `first_index` on."""
+    as soon as it is decoded, so memory holds one window of samples whatever the clip's length; a clip that
+    fits one window is left decoded, for the batch's encoders); a modality the model never learned is refused
+    by name. Errors name inputs from `first_index` on."""
     out = []
     for i, x in enumerate(inputs, start=first_index):
-        docs, spans = input_documents(x, windowing, sample_rate=sample_rate, video_fps=video_fps, index=i,
-                                      image_side=image_side)
-        docs = _checked(docs, modalities, f"input {i}")
+        raw, spans = input_documents(x, windowing, sample_rate=sample_rate, video_fps=video_fps, index=i,
+                                     image_side=image_side)
+        docs = _checked(raw, modalities, f"input {i}")
         if spans is None:
             out.append(Decoded(list(docs)))
             continue
-        ids, cut = _encode_documents(docs, document_tokenizer, max_tokens)
-        out.append(Decoded([], spans or None, ids, cut))
+        first = list(itertools.islice(docs, 1))
+        if not spans:  # one window, the whole clip: left for encode_decoded to encode with the batch
+            raw.close()
+            out.append(Decoded(first))
+            continue
+        ids, cut = _encode_documents(itertools.chain(first, docs), document_tokenizer, max_tokens)
+        out.append(Decoded([], spans, ids, cut))
     return out
 
 

@@ -100,3 +100,23 @@ def test_concurrent_batches_share_the_workers_without_deadlock():
         assert pool.started <= 2
     finally:
         pool.close()
+
+
+def test_wavs_at_the_models_rate_decode_here_and_other_wavs_in_the_workers(tiny_bundle, inline):
+    from omniembed.media.framing import wav_layout
+
+    rng = np.random.default_rng(0)
+    at_rate = [encode_audio((0.2 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32), SAMPLE_RATE, "wav")
+               for _ in range(4)]
+    stereo = (0.2 * rng.standard_normal((44100, 2))).astype(np.float32)
+    resampled = [encode_audio(stereo, 44100, "wav") for _ in range(4)]
+    assert wav_layout(at_rate[0])[1:] == (1, SAMPLE_RATE) and wav_layout(resampled[0])[1:] == (2, 44100)
+    assert wav_layout(b"RIFF\x00\x00\x00\x00WAVE") is None and wav_layout(b"not a wav at all") is None
+    emb = Embedder.load(tiny_bundle, threads=1, decode_workers=2)
+    try:
+        np.testing.assert_array_equal(emb.embed(at_rate), inline.embed(at_rate))
+        assert emb.decode_pool.started == 0  # the pipe round trip would cost more than decoding them here
+        np.testing.assert_array_equal(emb.embed(resampled), inline.embed(resampled))
+        assert emb.decode_pool.started >= 1  # resampling is worth a worker
+    finally:
+        emb.close()

@@ -28,6 +28,7 @@ from .embedding import ModelEmbedder
 from .memory import LARGE_BYTES, Trimmer
 from .metrics import Metrics
 from .stubs import pb2, pb2_grpc
+from .wire import message_bytes
 
 Code = grpc.StatusCode
 
@@ -82,7 +83,9 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
         """Items checked on the loop, then decoded in the work pool (short texts on the loop: nothing to decode)."""
         names = [f"{where}[{j}]" for j in range(len(items))] if isinstance(where, str) else where
         model = self._need_model(names[0] if names else "embedding")
-        size = sum(item.ByteSize() for item in items)  # in C, without copying the fields out
+        size = message_bytes.get()  # at least the items' bytes; their ByteSize() would serialise them again
+        if size is None:  # called other than through Wire
+            size = sum(item.ByteSize() for item in items)
         if size >= LARGE_BYTES:
             self.trimmer.after_large(asyncio.get_running_loop(), self.pool)
 

@@ -10,10 +10,16 @@ top.
 
 from __future__ import annotations
 
+import contextvars
+
 import grpc
 from google.protobuf.message import DecodeError
 
 from .stubs import SERVICE_NAME, pb2
+
+# Bytes of the message being handled (a unary request, or the stream's latest message), for the servicer's
+# size decisions: a message's ByteSize() serialises it again (6.7 ms for a 10 MB text, on the event loop).
+message_bytes: contextvars.ContextVar[int | None] = contextvars.ContextVar("message_bytes", default=None)
 
 
 class Wire:
@@ -21,6 +27,7 @@ class Wire:
         self.servicer = servicer
 
     async def parse(self, cls, raw: bytes, context, where: str = "request"):
+        message_bytes.set(len(raw))  # each handler runs in a task of its own: this call's value alone
         try:
             return cls.FromString(raw)
         except DecodeError as exc:

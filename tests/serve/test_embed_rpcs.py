@@ -199,7 +199,11 @@ def test_an_embed_whose_deadline_passes_in_the_queue_is_dropped_unembedded(make_
         before = c.stats()["embedded_items"]
         busy = threading.Thread(target=c.embed, args=([long_text] * n_busy,))
         busy.start()
-        time.sleep(0.1)  # the big job is in the batcher now (text needs no decoding)
+        # Once the batcher embeds the big job's first items, the rest of it holds the batcher for ~1.5 s. (Its
+        # texts are prepared in the work pool first, which under load can take longer than any fixed sleep.)
+        t_wait = time.monotonic()
+        while c.stats()["embedded_items"] == before and time.monotonic() - t_wait < 120:
+            time.sleep(0.01)
         with pytest.raises(grpc.RpcError) as info:
             c.embed(["too late"], timeout=0.3)
         busy.join()

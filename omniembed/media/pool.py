@@ -49,6 +49,8 @@ def _set_torch_threads(threads: int) -> None:
     torch = sys.modules.get("torch")  # inherited by fork when the parent uses torch; never imported here
     if torch is not None:
         torch.set_num_threads(threads)
+    if "omniembed.media.container" in sys.modules:  # media decoders, likewise: the workers fill the CPUs
+        sys.modules["omniembed.media.container"].set_codec_threads(threads)
 
 
 _torch_warm = False

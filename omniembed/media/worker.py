@@ -14,7 +14,10 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     inp = sys.stdin.buffer
+    from omniembed.media.container import set_codec_threads
     from omniembed.media.pool import _call
+
+    set_codec_threads(1)  # the workers fill the CPUs: decoder threads of their own would only oversubscribe them
 
     while True:
         try:

@@ -129,3 +129,21 @@ def test_sparse_sampling_skips_frames_nothing_refers_to(moving_clip):
         stream.codec_context.skip_frame = "NONREF"
         decoded = sum(1 for _ in container.decode(stream))
     assert decoded < 75  # the clip has frames the decoder may skip; the test above proves they are not needed
+
+
+def test_decoders_on_one_thread_give_the_same_frames_and_samples(moving_clip):
+    from omniembed.media import container as container_module
+
+    wave = (0.2 * np.random.default_rng(5).standard_normal(2 * SAMPLE_RATE)).astype(np.float32)
+    m4a = encode_audio(wave, SAMPLE_RATE, "m4a")
+    want_video, want_audio = decode_video(moving_clip, fps=7.0), decode_audio(m4a)
+    container_module.set_codec_threads(1)  # as the decoding workers run
+    try:
+        with av.open(io.BytesIO(moving_clip)) as c:
+            video, _ = container_module.pick_streams(c, "clip")
+            assert video.codec_context.thread_count == 1
+        got = decode_video(moving_clip, fps=7.0)
+        np.testing.assert_array_equal(got.frames, want_video.frames)
+        np.testing.assert_array_equal(decode_audio(m4a), want_audio)
+    finally:
+        container_module.set_codec_threads(None)

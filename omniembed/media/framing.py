@@ -26,20 +26,26 @@ def check_wav_complete(data: bytes, name: str) -> None:
 def check_wav_header(data: bytes, size: int, name: str) -> None:
     """check_wav_complete from the file's first bytes (through the data chunk's header) and its size, for a
     WAV read from disk as it decodes."""
-    pos = 12  # after "RIFF" <size> "WAVE"
-    while pos + 8 <= len(data):
-        chunk_id = data[pos:pos + 4]
-        chunk = int.from_bytes(data[pos + 4:pos + 8], "little")
+    for chunk_id, body, chunk in _riff_chunks(data):
         if chunk_id == b"data":
             # 0 and 0xFFFFFFFF mean "unknown" (streamed writers, RF64); nothing to check then.
-            if chunk not in (0, 0xFFFFFFFF) and pos + 8 + chunk > size:
+            if chunk not in (0, 0xFFFFFFFF) and body + chunk > size:
                 raise MediaError(
                     name,
-                    f"truncated WAV: the data chunk declares {chunk} bytes but only {size - pos - 8} remain",
+                    f"truncated WAV: the data chunk declares {chunk} bytes but only {size - body} remain",
                 )
             return
-        pos += 8 + chunk + (chunk & 1)  # chunks are padded to even sizes
     raise MediaError(name, "truncated or damaged WAV: no data chunk")
+
+
+def _riff_chunks(data: bytes):
+    """(chunk id, offset of its body, declared size) of each chunk header within `data`, after the RIFF/WAVE
+    header; chunks are padded to even sizes."""
+    pos = 12  # after "RIFF" <size> "WAVE"
+    while pos + 8 <= len(data):
+        chunk = int.from_bytes(data[pos + 4:pos + 8], "little")
+        yield data[pos:pos + 4], pos + 8, chunk
+        pos += 8 + chunk + (chunk & 1)
 
 
 def wav_layout(data: bytes) -> tuple[int, int, int] | None:
@@ -47,18 +53,15 @@ def wav_layout(data: bytes) -> tuple[int, int, int] | None:
     extensible), or None when the first bytes hold no readable one."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
-    pos = 12
-    while pos + 8 <= len(data):
-        chunk_id, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+    for chunk_id, body, _ in _riff_chunks(data):
         if chunk_id == b"fmt ":
-            body = data[pos + 8:pos + 8 + 16]
-            if len(body) < 8:
+            fmt = data[body:body + 8]
+            if len(fmt) < 8:
                 return None
-            return (int.from_bytes(body[0:2], "little"), int.from_bytes(body[2:4], "little"),
-                    int.from_bytes(body[4:8], "little"))
+            return (int.from_bytes(fmt[0:2], "little"), int.from_bytes(fmt[2:4], "little"),
+                    int.from_bytes(fmt[4:8], "little"))
         if chunk_id == b"data":
             return None
-        pos += 8 + size + (size & 1)
     return None
 
 

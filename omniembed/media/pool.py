@@ -45,7 +45,7 @@ def worth_forking(workers: int, tasks: int) -> bool:
     return workers > 1 and tasks >= 2 * workers and can_fork()
 
 
-def _set_torch_threads(threads: int) -> None:
+def _set_worker_threads(threads: int) -> None:
     torch = sys.modules.get("torch")  # inherited by fork when the parent uses torch; never imported here
     if torch is not None:
         torch.set_num_threads(threads)
@@ -74,7 +74,7 @@ def _warm_torch() -> None:
 def fork_pool(processes: int, threads: int = 1):
     """A fork Pool whose workers each run torch (when loaded) on `threads` threads: the workers fill the CPUs."""
     _warm_torch()
-    return multiprocessing.get_context("fork").Pool(processes, _set_torch_threads, (threads,))
+    return multiprocessing.get_context("fork").Pool(processes, _set_worker_threads, (threads,))
 
 
 class DecodePool:

@@ -74,6 +74,7 @@ def detect_modality(src: Source, *, max_bytes: int = MAX_MEDIA_BYTES) -> str:
     """Return "image", "audio" or "video", judged from the bytes alone (magic numbers, then the streams)."""
     # Local import: container imports this module for its format table.
     from omniembed.media.container import open_container, pick_streams
+    from omniembed.media.tracks import track_kinds
 
     data, name = read_source(src, max_bytes)
     fmt = sniff_format(data)
@@ -83,6 +84,9 @@ def detect_modality(src: Source, *, max_bytes: int = MAX_MEDIA_BYTES) -> str:
         return "audio"
     if fmt not in AV_CONTAINERS:
         raise MediaError(name, f"cannot tell the modality: input is {describe(fmt, data)}")
+    kinds = track_kinds(data, fmt)  # the header's own track list, where it can be read without FFmpeg
+    if kinds:
+        return "video" if "video" in kinds else "audio"
     with open_container(data, name, fmt) as container:
         video, audio = pick_streams(container, name)
     if video is not None:

@@ -78,3 +78,42 @@ def test_detect_modality_reads_paths(tmp_path, all_media):
 )
 def test_sniff_format_reads_magic_numbers(head, fmt):
     assert sniff_format(head + bytes(32)) == fmt
+
+
+def _pyav_kinds(data: bytes) -> frozenset[str]:
+    from omniembed.media.container import open_container, pick_streams
+
+    with open_container(data, "x", sniff_format(data)) as container:
+        video, audio = pick_streams(container, "x")
+    return frozenset(k for k, s in (("video", video), ("audio", audio)) if s is not None)
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mp4+audio", "webm", "webm+audio", "m4a", "m4a+cover"])
+def test_header_track_list_agrees_with_ffmpeg(all_media, make, fmt):
+    """detect_modality reads MP4/Matroska track kinds from the header; they must be FFmpeg's streams."""
+    from omniembed.media.tracks import track_kinds
+
+    if fmt == "m4a":
+        data = encode_audio(make.tone(440.0, 0.5, SAMPLE_RATE), SAMPLE_RATE, "m4a")
+    elif fmt == "m4a+cover":
+        data = _m4a_with_cover_art()
+    else:
+        data = all_media[fmt]
+    assert track_kinds(data, sniff_format(data)) == _pyav_kinds(data)
+
+
+@pytest.mark.parametrize("fmt", ["mp4+audio", "webm+audio"])
+def test_header_track_list_is_unsure_of_damaged_headers(all_media, fmt):
+    """A cut or scrambled header answers None (FFmpeg is asked), never a guess."""
+    from omniembed.media.tracks import track_kinds
+
+    data = all_media[fmt]
+    fmt_name = sniff_format(data)
+    for cut in (8, 40, 200, len(data) // 2):
+        got = track_kinds(data[:cut], fmt_name)
+        assert got is None or got <= _pyav_kinds(data)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        damaged = np.frombuffer(data, np.uint8).copy()
+        damaged[rng.integers(0, min(len(data), 400), size=4)] = rng.integers(0, 256, size=4)
+        track_kinds(bytes(damaged), fmt_name)  # must not raise

@@ -212,7 +212,8 @@ class _Cutter:
 
     def cut(self, events) -> Iterator[Window]:
         rate = self.rate
-        wave = np.zeros(0, np.float32)  # samples from wave_start on
+        wave = np.zeros(0, np.float32)  # samples from wave_start on, with `fresh` after them
+        fresh: list[np.ndarray] = []  # chunks not joined yet: joining each as it came copied the clip per chunk
         wave_start = 0
         frames: list[tuple[float, np.ndarray]] = []
         audio_total, video_end, has_audio, is_video = 0, 0.0, False, False
@@ -222,7 +223,16 @@ class _Cutter:
         def clip_seconds():
             return max(audio_total / rate, video_end)
 
+        def joined() -> np.ndarray:
+            nonlocal wave
+            if fresh:
+                wave = np.concatenate([wave, *fresh]) if len(wave) else (
+                    fresh[0] if len(fresh) == 1 else np.concatenate(fresh))
+                fresh.clear()
+            return wave
+
         def take(start: float, end: float, whole: bool = False) -> Window:
+            wave = joined()
             lo, hi = int(round(start * rate)) - wave_start, int(round(end * rate)) - wave_start
             part = wave[max(lo, 0):max(hi, 0)].copy() if has_audio else None
             kept = [(t, f) for t, f in frames if start - 1e-9 <= t < end or (whole and t >= start)]
@@ -232,7 +242,7 @@ class _Cutter:
         for kind, value in events:
             if kind == "audio":
                 has_audio = True
-                wave = np.concatenate([wave, value]) if len(wave) else value
+                fresh.append(value)
                 audio_total += len(value)
             elif kind == "frame":
                 is_video = True
@@ -252,7 +262,7 @@ class _Cutter:
                 keep_from = (k - 1) * self.stride
                 drop = int(round(keep_from * rate)) - wave_start
                 if drop > 0:
-                    wave, wave_start = wave[drop:], wave_start + drop
+                    wave, wave_start = joined()[drop:], wave_start + drop
                 frames = [(t, f) for t, f in frames if t >= keep_from - 1e-9]
         total = clip_seconds()
         if not windowed:

@@ -35,7 +35,10 @@ class OnnxImageTokenizer:
             arr = np.asarray(arr)
             if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
                 raise MediaError(f"pixels[{i}]", f"expected an (H, W, 3) uint8 array, got {arr.dtype} {arr.shape}")
-            out[i] = np.asarray(to_square(Image.fromarray(arr), self.image_size, self.image_resize))
+            if arr.shape[:2] == (self.image_size, self.image_size):  # squared already (the decoding workers do)
+                out[i] = arr
+            else:
+                out[i] = np.asarray(to_square(Image.fromarray(arr), self.image_size, self.image_resize))
         return out
 
     def encode(self, pixels: np.ndarray) -> np.ndarray:

@@ -21,7 +21,8 @@ import torch
 
 import omniembed
 from omniembed.errors import ConfigError
-from omniembed.export.graphs import OPSET, export_audio_encoder, export_image_encoder, export_trunk
+from omniembed.export.graphs import (OPSET, export_audio_encoder, export_audio_power_encoder, export_image_encoder,
+                                     export_trunk)
 from omniembed.export.parity import MIN_ID_AGREEMENT, PARITY_FILE, PARITY_MIN_COSINE, check_parity
 from omniembed.export.variants import convert_fp16, quantize_int8
 from omniembed.model import OmniModel
@@ -49,10 +50,11 @@ def export_bundle(model, tokenizers, vocab, out: str | os.PathLike, *, max_token
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is read by a server under another user
     try:
         graphs: dict[str, Any] = {"trunk": {"fp32": "trunk.onnx"}, "image_encoder": "image_encoder.onnx",
-                                  "audio_encoder": "audio_encoder.onnx"}
+                                  "audio_encoder": "audio_encoder.onnx", "audio_power_encoder": "audio_power_encoder.onnx"}
         export_trunk(model, tmp / "trunk.onnx", opset)
         export_image_encoder(image_tok, tmp / "image_encoder.onnx", opset)
         export_audio_encoder(audio_tok, tmp / "audio_encoder.onnx", opset)
+        export_audio_power_encoder(audio_tok, tmp / "audio_power_encoder.onnx", opset)
         if int8:
             quantize_int8(tmp / "trunk.onnx", tmp / "trunk.int8.onnx")
             graphs["trunk"]["int8"] = "trunk.int8.onnx"
@@ -107,7 +109,12 @@ def _manifest(model, tokenizers, vocab, graphs, max_tokens: int, opset: int, sou
                "image_encoder": {"inputs": {"pixels": f"uint8 (B, {tcfg.image_size}, {tcfg.image_size}, 3)"},
                                  "outputs": {"codes": f"int64 (B, {tcfg.tokens_per_image})"}},
                "audio_encoder": {"inputs": {"wave": f"float32 (B, n) at {tcfg.sample_rate} Hz"},
-                                 "outputs": {"codes": "int64 (B, ceil(n / samples_per_token))"}}},
+                                 "outputs": {"codes": "int64 (B, ceil(n / samples_per_token))"}},
+               # what the runtime runs: the power spectrum computed on the host (omniembed.runtime.logmel)
+               "audio_power_encoder": {"inputs": {"power": f"float32 (B, M * {tcfg.mel_patch_frames}, "
+                                                           f"{tcfg.n_fft // 2 + 1}), |STFT|^2 frames, zero-padded "
+                                                           f"to whole patches"},
+                                       "outputs": {"codes": "int64 (B, M)"}}},
         "model": model.cfg.to_dict(),
         # the input modalities the tokenizers learned; the runtime refuses the others by name
         "modalities": list(tokenizers.modalities),

@@ -75,6 +75,22 @@ class AudioEncoderGraph(nn.Module):
         return tok.encode_mel(mel)  # (B, M)
 
 
+class AudioPowerEncoderGraph(nn.Module):
+    """AudioEncoderGraph after its power spectrum: power (B, M * patch, n_freq), frames already cut or padded with
+    silent (zero) frames to whole patches -> codes (B, M). The runtime computes the spectrum on the host with an
+    FFT (omniembed.runtime.logmel), where the wave-input graph spends most of its time in its DFT convolution.
+    A zero frame comes out at the floor, 10 log10(DB_FLOOR_AMIN) = SILENCE_DB, the tokenizer's padding."""
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.tokenizer = tokenizer
+
+    def forward(self, power: torch.Tensor) -> torch.Tensor:
+        tok = self.tokenizer
+        mel = torch.matmul(power, tok.logmel.mel_fb.t()).transpose(1, 2)  # (B, n_mels, M * patch)
+        return tok.encode_mel(10.0 * torch.log10(torch.clamp(mel, min=DB_FLOOR_AMIN)))
+
+
 def windowed_dft(window: torch.Tensor, n_fft: int) -> torch.Tensor:
     """Conv1d kernels computing the one-sided DFT of windowed frames: (2 * (n_fft // 2 + 1), 1, n_fft), the
     cosine (real) rows then the negated sine (imaginary) rows, built in float64 and rounded once."""
@@ -117,3 +133,11 @@ def export_audio_encoder(tokenizer, path, opset: int = OPSET) -> None:
     samples = torch.export.Dim("samples", min=cfg.n_fft // 2 + 1)
     export_onnx(AudioEncoderGraph(tokenizer), (wave,), path, ["wave"], ["codes"],
                 {"wave": {0: torch.export.Dim("batch", min=1), 1: samples}}, opset)
+
+
+def export_audio_power_encoder(tokenizer, path, opset: int = OPSET) -> None:
+    cfg = tokenizer.config
+    power = torch.rand(2, 4 * cfg.mel_patch_frames, cfg.n_fft // 2 + 1)
+    frames = torch.export.Dim("patches", min=1) * cfg.mel_patch_frames
+    export_onnx(AudioPowerEncoderGraph(tokenizer), (power,), path, ["power"], ["codes"],
+                {"power": {0: torch.export.Dim("batch", min=1), 1: frames}}, opset)

@@ -65,6 +65,32 @@ def wav_layout(data: bytes) -> tuple[int, int, int] | None:
     return None
 
 
+def wav_pcm_layout(data: bytes) -> tuple[str, int, int, int, int] | None:
+    """(numpy dtype of a sample: "<i2", "<i4", "<f4" or "u1"; channels; sample rate; offset of the samples; frame
+    count) of an in-memory WAV of plain 8/16/32-bit integer or 32-bit float PCM (extensible headers included),
+    when its header states all that; None for anything else (24-bit, compressed codecs, unknown sizes)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    fmt = None
+    for chunk_id, body, chunk in _riff_chunks(data):
+        if chunk_id == b"fmt ":
+            fmt = data[body:body + min(chunk, 40)]
+        elif chunk_id == b"data":
+            if fmt is None or len(fmt) < 16 or chunk in (0, 0xFFFFFFFF):
+                return None
+            tag, channels = int.from_bytes(fmt[0:2], "little"), int.from_bytes(fmt[2:4], "little")
+            rate, align = int.from_bytes(fmt[4:8], "little"), int.from_bytes(fmt[12:14], "little")
+            bits = int.from_bytes(fmt[14:16], "little")
+            if tag == 0xFFFE and len(fmt) >= 26:  # extensible: the real tag opens the SubFormat GUID
+                tag = int.from_bytes(fmt[24:26], "little")
+            dtype = {(1, 8): "u1", (1, 16): "<i2", (1, 32): "<i4", (3, 32): "<f4"}.get((tag, bits))
+            if dtype is None or channels < 1 or rate < 1 or align != channels * bits // 8:
+                return None
+            frames = min(chunk, len(data) - body) // align
+            return (dtype, channels, rate, body, frames) if frames > 0 else None
+    return None
+
+
 def check_ogg_complete(data: bytes, name: str) -> None:
     """Walk the Ogg pages: a partial last page, or no end-of-stream flag, means the file was cut short.
 

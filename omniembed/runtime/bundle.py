@@ -6,7 +6,10 @@ Layout of BUNDLE_DIR (written by `python -m omniembed.export`):
     trunk.int8.onnx        the same with dynamically quantized INT8 matmuls (CPU), with --int8
     trunk.fp16.onnx        the same with fp16 weights and fp32 inputs/outputs (GPU), with --fp16
     image_encoder.onnx     pixels (B, S, S, 3) uint8, already squared to S -> codes (B, N) int64
-    audio_encoder.onnx     wave (1, n) float32 at sample_rate -> codes (1, M) int64, log-mel inside
+    audio_encoder.onnx     wave (B, n) float32 at sample_rate -> codes (B, M) int64, log-mel inside
+    audio_power_encoder.onnx  power (B, M * patch, n_fft // 2 + 1) float32 -> codes (B, M) int64: the same
+                           after the power spectrum, which the runtime computes with an FFT
+                           (omniembed.runtime.logmel); bundles written before it have only audio_encoder.onnx
     tokenizer.json         the text byte-level BPE
     vocab.json             the unified Vocabulary layout
 

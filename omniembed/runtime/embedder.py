@@ -23,6 +23,7 @@ import numpy as np
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.runtime.bundle import VARIANTS, bundle_file, read_manifest
 from omniembed.runtime.encoders import OnnxAudioTokenizer, OnnxImageTokenizer
+from omniembed.runtime.logmel import host_power_spectrum
 from omniembed.runtime.media_batch import encode_media_together
 from omniembed.media.framing import wav_layout
 from omniembed.media.pool import DecodePool
@@ -58,9 +59,12 @@ class Embedder:
         self.image = OnnxImageTokenizer(session(graphs["image_encoder"]), image_size=tok["image_size"],
                                         image_resize=tok["image_resize"], codebook_size=tok["image_codebook"],
                                         tokens_per_image=tok["tokens_per_image"])
+        power_graph = graphs.get("audio_power_encoder")
         self.audio = OnnxAudioTokenizer(session(graphs["audio_encoder"]), sample_rate=tok["sample_rate"],
                                         codebook_size=tok["audio_codebook"], n_fft=tok["n_fft"],
-                                        samples_per_token=tok["samples_per_token"])
+                                        samples_per_token=tok["samples_per_token"],
+                                        power_session=session(power_graph) if power_graph else None,
+                                        frontend=host_power_spectrum(tok, threads) if power_graph else None)
         self.trunk = session(graphs["trunk"][variant])
         self.sample_rate, self.video_fps = int(tok["sample_rate"]), float(tok["video_fps"])
         self.modalities: tuple[str, ...] = tuple(manifest.get("modalities", ("text", "image", "audio", "video")))

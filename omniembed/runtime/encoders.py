@@ -17,6 +17,7 @@ from PIL import Image
 
 from omniembed.errors import MediaError
 from omniembed.media.image import to_square
+from omniembed.runtime.logmel import HostPowerSpectrum
 
 
 class OnnxImageTokenizer:
@@ -52,11 +53,15 @@ class OnnxAudioTokenizer:
     """mono wave at `sample_rate` -> audio codes through audio_encoder.onnx (log-mel front-end inside)."""
 
     def __init__(self, session: ort.InferenceSession, *, sample_rate: int, codebook_size: int, n_fft: int,
-                 samples_per_token: int):
+                 samples_per_token: int, power_session: ort.InferenceSession | None = None,
+                 frontend: HostPowerSpectrum | None = None):
         self.session, self.sample_rate, self.codebook_size = session, int(sample_rate), int(codebook_size)
         self.n_fft, self.samples_per_token = int(n_fft), int(samples_per_token)
         batch = session.get_inputs()[0].shape[0]
         self.max_batch = batch if isinstance(batch, int) else None  # bundles exported before batching take 1
+        # Bundles with audio_power_encoder.onnx: the power spectrum on the host (an FFT), the rest in that graph.
+        self.power_session, self.frontend = (power_session, frontend) if power_session is not None and frontend else (
+            None, None)
 
     def num_tokens(self, n_samples: int) -> int:
         return -(-n_samples // self.samples_per_token)
@@ -76,6 +81,8 @@ class OnnxAudioTokenizer:
         if waves.shape[1] <= self.n_fft // 2:  # the centred STFT reflect-pads by n_fft // 2, which needs more
             raise MediaError(f"<{waves.shape[1]} samples>", f"audio shorter than {self.n_fft // 2 + 1} samples "
                              f"({(self.n_fft // 2 + 1) / self.sample_rate * 1000:.1f} ms) cannot be tokenized")
+        if self.power_session is not None:
+            return self.power_session.run(None, {"power": self.frontend(waves)})[0]
         step = self.max_batch or len(waves)
         parts = [self.session.run(None, {"wave": waves[i:i + step]})[0] for i in range(0, len(waves), step)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -147,3 +147,26 @@ def test_decoders_on_one_thread_give_the_same_frames_and_samples(moving_clip):
         np.testing.assert_array_equal(decode_audio(m4a), want_audio)
     finally:
         container_module.set_codec_threads(None)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_32", "FLOAT"])
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_plain_pcm_wav_in_memory_is_read_by_numpy_with_libsndfiles_samples(subtype, channels):
+    """The numpy reader (no libsndfile callbacks) gives bit for bit what libsndfile reads; 24-bit and anything
+    it does not know stay with libsndfile."""
+    from omniembed.media.pcm import ArrayPcm, open_pcm
+
+    rng = np.random.default_rng(channels)
+    samples = rng.uniform(-1, 1, (4001, channels)).astype(np.float32)
+    for fmt in ("WAV", "WAVEX"):
+        buf = io.BytesIO()
+        sf.write(buf, samples, 16000, subtype=subtype, format=fmt)
+        data = buf.getvalue()
+        ref = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)[0].T
+        pcm = open_pcm(data)
+        assert isinstance(pcm, ArrayPcm) and (pcm.rate, pcm.channels, pcm.frames) == (16000, channels, 4001)
+        assert np.array_equal(pcm.read_all(), ref)
+        assert np.array_equal(np.concatenate(list(open_pcm(data).blocks(1000)), axis=1), ref)
+    buf = io.BytesIO()
+    sf.write(buf, samples, 16000, subtype="PCM_24", format="WAV")
+    assert not isinstance(open_pcm(buf.getvalue()), ArrayPcm)

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from omniembed.tokenization.audio import SILENCE_DB
 from omniembed.tokenization.logmel import DB_FLOOR_AMIN
 
-OPSET = 18
+OPSET = 23
 
 
 class TrunkGraph(nn.Module):

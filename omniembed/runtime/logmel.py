@@ -40,7 +40,7 @@ class HostPowerSpectrum:
     KEEP_BYTES get an array of their own."""
 
     CHUNK = 256  # frames per transform call
-    KEEP_BYTES = 32 << 20
+    KEEP_BYTES = 8 << 20  # a batch of 32 two-second clips needs 5 MB
 
     def __init__(self, *, n_fft: int, hop: int, patch: int, threads: int | None = None):
         self.n_fft, self.hop, self.patch = int(n_fft), int(hop), int(patch)

@@ -112,9 +112,19 @@ class MonoResampler:
         self._count = 0
 
     def add(self, frame: av.AudioFrame) -> None:
+        rate = frame.sample_rate
+        if rate == self.sample_rate and frame.format.name == "fltp" and frame.layout.nb_channels == 1:
+            # what AAC, Opus and Vorbis decoders give for a mono track at the rate: the samples as they are,
+            # without planar_float's per-frame format walk (a video's track has ~16 frames a second)
+            samples = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
+            if self._key != (1, rate):
+                self._flush()
+                self._key, self._layout = (1, rate), "mono"
+            self._emit(samples)
+            return
         with ffmpeg_errors(self.name, "reading decoded audio"):
             planar = planar_float(frame)
-        self.add_planar(planar, frame.sample_rate, frame.layout.name)
+        self.add_planar(planar, rate, frame.layout.name)
 
     def add_planar(self, planar: np.ndarray, rate: int, layout: str | None = None) -> None:
         """(channels, n) float32 samples at `rate`."""
@@ -137,9 +147,12 @@ class MonoResampler:
         resampler first); for decoding as a stream."""
         if final:
             self._flush()
-        out = [np.clip(c.astype(np.float32, copy=False), -1.0, 1.0) for c in self._chunks]
+        if not self._chunks:
+            return []
+        # one array for all of them: clipping and handing on each decoded frame's few samples cost more
+        joined = self._chunks[0] if len(self._chunks) == 1 else np.concatenate(self._chunks)
         self._chunks = []
-        return out
+        return [np.clip(joined.astype(np.float32, copy=False), -1.0, 1.0)]
 
     def finish(self) -> np.ndarray:
         self._flush()

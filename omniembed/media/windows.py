@@ -39,6 +39,7 @@ from omniembed.media.video import Demuxer, FrameSampler, _check_frame_size, _Fra
 
 WINDOWED_OVER = 1.5  # clips longer than this many windows are cut into windows
 TAIL = 0.1  # a part of a window past the last one that is not worth a window of its own
+AUDIO_PACKETS_PER_EVENT = 8  # decoded sound reaches the cutter every few packets (~0.5 s of AAC), not each
 _HEAD_BYTES = 1 << 16
 
 
@@ -128,11 +129,12 @@ def _audio_events(src: Source, sample_rate: int, max_seconds: float, max_bytes: 
         mono = MonoResampler(name, sample_rate, max_seconds)
         total = 0
         with ffmpeg_errors(name, "decoding audio"):
-            for frame in container.decode(stream):
+            for k, frame in enumerate(container.decode(stream), start=1):
                 mono.add(frame)
-                for chunk in mono.pop_chunks():
-                    total += len(chunk)
-                    yield "audio", chunk
+                if k % AUDIO_PACKETS_PER_EVENT == 0:
+                    for chunk in mono.pop_chunks():
+                        total += len(chunk)
+                        yield "audio", chunk
         for chunk in mono.pop_chunks(final=True):
             total += len(chunk)
             yield "audio", chunk
@@ -187,11 +189,14 @@ def _video_events(src: Source, sample_rate: int, fps: float, max_seconds: float,
         mono = MonoResampler(name, sample_rate, max_seconds) if astream is not None else None
         stack = _FrameStack(name, MAX_DECODED_BYTES, side)  # one frame at a time: a window's frames are the cutter's
         demuxer = Demuxer(name, container, vstream, astream, sampler, mono, max_seconds)
-        kept = 0
+        kept = waiting = 0
         for event in demuxer:
-            if event is None:
-                for chunk in mono.pop_chunks():
-                    yield "audio", chunk
+            if event is None:  # an audio packet: its sound is handed on a few packets at a time
+                waiting += 1
+                if waiting >= AUDIO_PACKETS_PER_EVENT:
+                    waiting = 0
+                    for chunk in mono.pop_chunks():
+                        yield "audio", chunk
                 continue
             t, frame = event
             stack.add(frame, t)

@@ -10,7 +10,9 @@ clips too short to tokenize) is left as it is, for it to refuse with its own mes
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -25,6 +27,17 @@ from omniembed.tokenization.document import (
 )
 
 AUDIO_BATCH = 32  # waves per audio-encoder call
+_BESIDE: ThreadPoolExecutor | None = None
+_BESIDE_LOCK = threading.Lock()
+
+
+def _beside() -> ThreadPoolExecutor:
+    """One thread that runs the image encoder beside the audio encoder (both sessions release the GIL)."""
+    global _BESIDE
+    with _BESIDE_LOCK:
+        if _BESIDE is None:
+            _BESIDE = ThreadPoolExecutor(1, thread_name_prefix="omniembed-image-encoder")
+        return _BESIDE
 
 
 def encode_media_together(docs: list[list], image, audio, video_fps: float | None) -> list[list]:
@@ -49,8 +62,13 @@ def encode_media_together(docs: list[list], image, audio, video_fps: float | Non
                 plan.append((d, s, "video", frames, None if seg.audio is None else _put(waves, seg.audio), keep))
     if not plan:
         return docs
-    image_codes = image.encode(image.preprocess(pictures)) if pictures else None  # (K, N)
-    audio_codes = _encode_waves(waves, audio)
+    if pictures and waves:  # videos with sound: the image encoder runs while the audio front-end computes
+        pending = _beside().submit(lambda: image.encode(image.preprocess(pictures)))
+        audio_codes = _encode_waves(waves, audio)
+        image_codes = pending.result()
+    else:
+        image_codes = image.encode(image.preprocess(pictures)) if pictures else None  # (K, N)
+        audio_codes = _encode_waves(waves, audio)
     out = [list(segs) for segs in docs]
     for d, s, kind, frames, wave, keep in plan:
         seg = docs[d][s]

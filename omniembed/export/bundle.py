@@ -110,7 +110,7 @@ def _manifest(model, tokenizers, vocab, graphs, max_tokens: int, opset: int, sou
                                  "outputs": {"codes": f"int64 (B, {tcfg.tokens_per_image})"}},
                "audio_encoder": {"inputs": {"wave": f"float32 (B, n) at {tcfg.sample_rate} Hz"},
                                  "outputs": {"codes": "int64 (B, ceil(n / samples_per_token))"}},
-               # what the runtime runs: the power spectrum computed on the host (omniembed.runtime.logmel)
+               # what the runtime runs: the power spectrum computed on the host (omniembed.runtime.spectrum)
                "audio_power_encoder": {"inputs": {"power": f"float32 (B, M * {tcfg.mel_patch_frames}, "
                                                            f"{tcfg.n_fft // 2 + 1}), |STFT|^2 frames, zero-padded "
                                                            f"to whole patches"},

@@ -78,7 +78,7 @@ class AudioEncoderGraph(nn.Module):
 class AudioPowerEncoderGraph(nn.Module):
     """AudioEncoderGraph after its power spectrum: power (B, M * patch, n_freq), frames already cut or padded with
     silent (zero) frames to whole patches -> codes (B, M). The runtime computes the spectrum on the host with an
-    FFT (omniembed.runtime.logmel), where the wave-input graph spends most of its time in its DFT convolution.
+    FFT (omniembed.runtime.spectrum), where the wave-input graph spends most of its time in its DFT convolution.
     A zero frame comes out at the floor, 10 log10(DB_FLOOR_AMIN) = SILENCE_DB, the tokenizer's padding."""
 
     def __init__(self, tokenizer):

@@ -116,14 +116,10 @@ class MonoResampler:
         if rate == self.sample_rate and frame.format.name == "fltp" and frame.layout.nb_channels == 1:
             # what AAC, Opus and Vorbis decoders give for a mono track at the rate: the samples as they are,
             # without planar_float's per-frame format walk (a video's track has ~16 frames a second)
-            samples = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
-            if self._key != (1, rate):
-                self._flush()
-                self._key, self._layout = (1, rate), "mono"
-            self._emit(samples)
-            return
-        with ffmpeg_errors(self.name, "reading decoded audio"):
-            planar = planar_float(frame)
+            planar = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)[None]
+        else:
+            with ffmpeg_errors(self.name, "reading decoded audio"):
+                planar = planar_float(frame)
         self.add_planar(planar, rate, frame.layout.name)
 
     def add_planar(self, planar: np.ndarray, rate: int, layout: str | None = None) -> None:

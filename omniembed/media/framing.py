@@ -48,18 +48,25 @@ def _riff_chunks(data: bytes):
         pos += 8 + chunk + (chunk & 1)
 
 
+def _is_riff_wave(data: bytes) -> bool:
+    return len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+
+
+def _fmt_fields(fmt: bytes) -> tuple[int, int, int]:
+    """(format tag, channels, sample rate): the first 8 bytes of a `fmt ` chunk's body."""
+    return (int.from_bytes(fmt[0:2], "little"), int.from_bytes(fmt[2:4], "little"),
+            int.from_bytes(fmt[4:8], "little"))
+
+
 def wav_layout(data: bytes) -> tuple[int, int, int] | None:
     """(format tag, channels, sample rate) from a WAV's `fmt ` chunk (tag 1 = PCM, 3 = float, 0xFFFE =
     extensible), or None when the first bytes hold no readable one."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+    if not _is_riff_wave(data):
         return None
     for chunk_id, body, _ in _riff_chunks(data):
         if chunk_id == b"fmt ":
             fmt = data[body:body + 8]
-            if len(fmt) < 8:
-                return None
-            return (int.from_bytes(fmt[0:2], "little"), int.from_bytes(fmt[2:4], "little"),
-                    int.from_bytes(fmt[4:8], "little"))
+            return _fmt_fields(fmt) if len(fmt) >= 8 else None
         if chunk_id == b"data":
             return None
     return None
@@ -69,7 +76,7 @@ def wav_pcm_layout(data: bytes) -> tuple[str, int, int, int, int] | None:
     """(numpy dtype of a sample: "<i2", "<i4", "<f4" or "u1"; channels; sample rate; offset of the samples; frame
     count) of an in-memory WAV of plain 8/16/32-bit integer or 32-bit float PCM (extensible headers included),
     when its header states all that; None for anything else (24-bit, compressed codecs, unknown sizes)."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+    if not _is_riff_wave(data):
         return None
     fmt = None
     for chunk_id, body, chunk in _riff_chunks(data):
@@ -78,9 +85,8 @@ def wav_pcm_layout(data: bytes) -> tuple[str, int, int, int, int] | None:
         elif chunk_id == b"data":
             if fmt is None or len(fmt) < 16 or chunk in (0, 0xFFFFFFFF):
                 return None
-            tag, channels = int.from_bytes(fmt[0:2], "little"), int.from_bytes(fmt[2:4], "little")
-            rate, align = int.from_bytes(fmt[4:8], "little"), int.from_bytes(fmt[12:14], "little")
-            bits = int.from_bytes(fmt[14:16], "little")
+            tag, channels, rate = _fmt_fields(fmt)
+            align, bits = int.from_bytes(fmt[12:14], "little"), int.from_bytes(fmt[14:16], "little")
             if tag == 0xFFFE and len(fmt) >= 26:  # extensible: the real tag opens the SubFormat GUID
                 tag = int.from_bytes(fmt[24:26], "little")
             dtype = {(1, 8): "u1", (1, 16): "<i2", (1, 32): "<i4", (3, 32): "<f4"}.get((tag, bits))

@@ -68,7 +68,6 @@ class ArrayPcm:
         dtype, self.channels, self.rate, offset, self.frames = layout
         self._dtype = dtype
         self._samples = np.frombuffer(data, dtype=dtype, count=self.frames * self.channels, offset=offset)
-        self._pos = 0
 
     def _float(self, raw: np.ndarray) -> np.ndarray:
         scale = self._SCALE[self._dtype]

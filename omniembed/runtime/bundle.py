@@ -9,7 +9,7 @@ Layout of BUNDLE_DIR (written by `python -m omniembed.export`):
     audio_encoder.onnx     wave (B, n) float32 at sample_rate -> codes (B, M) int64, log-mel inside
     audio_power_encoder.onnx  power (B, M * patch, n_fft // 2 + 1) float32 -> codes (B, M) int64: the same
                            after the power spectrum, which the runtime computes with an FFT
-                           (omniembed.runtime.logmel); bundles written before it have only audio_encoder.onnx
+                           (omniembed.runtime.spectrum); bundles written before it have only audio_encoder.onnx
     tokenizer.json         the text byte-level BPE
     vocab.json             the unified Vocabulary layout
 

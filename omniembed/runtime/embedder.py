@@ -23,7 +23,7 @@ import numpy as np
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.runtime.bundle import VARIANTS, bundle_file, read_manifest
 from omniembed.runtime.encoders import OnnxAudioTokenizer, OnnxImageTokenizer
-from omniembed.runtime.logmel import host_power_spectrum
+from omniembed.runtime.spectrum import host_power_spectrum
 from omniembed.runtime.media_batch import encode_media_together
 from omniembed.media.framing import wav_layout
 from omniembed.media.pool import DecodePool

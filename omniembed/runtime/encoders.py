@@ -17,7 +17,7 @@ from PIL import Image
 
 from omniembed.errors import MediaError
 from omniembed.media.image import to_square
-from omniembed.runtime.logmel import HostPowerSpectrum
+from omniembed.runtime.spectrum import HostPowerSpectrum
 
 
 class OnnxImageTokenizer:
@@ -60,8 +60,9 @@ class OnnxAudioTokenizer:
         batch = session.get_inputs()[0].shape[0]
         self.max_batch = batch if isinstance(batch, int) else None  # bundles exported before batching take 1
         # Bundles with audio_power_encoder.onnx: the power spectrum on the host (an FFT), the rest in that graph.
-        self.power_session, self.frontend = (power_session, frontend) if power_session is not None and frontend else (
-            None, None)
+        if (power_session is None) != (frontend is None):
+            raise ValueError("power_session and frontend come together: the graph takes what the frontend computes")
+        self.power_session, self.frontend = power_session, frontend
 
     def num_tokens(self, n_samples: int) -> int:
         return -(-n_samples // self.samples_per_token)

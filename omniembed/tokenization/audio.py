@@ -19,9 +19,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from omniembed.tokenization.config import TokenizerConfig
-from omniembed.tokenization.logmel import LogMel
-from omniembed.tokenization.melscale import SILENCE_DB  # noqa: F401 (re-exported: the level of padded frames)
+from omniembed.tokenization.logmel import DB_FLOOR_AMIN, LogMel
 from omniembed.tokenization.vq import VectorQuantizer, check_code_range, reconstruction_loss
+
+SILENCE_DB = 10.0 * float(torch.log10(torch.tensor(DB_FLOOR_AMIN)))  # -100 dB
 
 
 class ResBlock1d(nn.Module):

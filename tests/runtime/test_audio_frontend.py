@@ -13,7 +13,7 @@ import torch
 from omniembed.media import decode_audio, encode_audio
 from omniembed.runtime import Embedder
 from omniembed.runtime.bundle import write_manifest
-from omniembed.runtime.logmel import HostPowerSpectrum
+from omniembed.runtime.spectrum import HostPowerSpectrum
 from omniembed.tokenization.config import TokenizerConfig
 from omniembed.tokenization.audio import AudioTokenizer
 

@@ -33,6 +33,13 @@ class ModelEmbedder:
 
         return cls(Embedder.load(bundle, threads=threads, **limits), os.fspath(bundle))
 
+    @property
+    def text_bytes(self) -> int:
+        """Bytes of a text past which the model reads nothing: the characters windows.py keeps before BPE, at up
+        to 4 UTF-8 bytes each (a cut there leaves them all), plus one character's worth of slack."""
+        text = self.embedder.document.text
+        return 4 * (text.chars_for(self.embedder.max_tokens) + 1)
+
     def check_dim(self, dim: int, where: str = "dim") -> int:
         """0 -> the full dim; anything past the full dim is refused."""
         if dim == 0:

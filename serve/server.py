@@ -111,7 +111,8 @@ class Server:
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
         )
         # bytes in and out, parsed in wire.py: a malformed request is INVALID_ARGUMENT
-        self._grpc.add_generic_rpc_handlers((Wire(self.servicer).handler(),))
+        wire = Wire(self.servicer, self.embedder.text_bytes) if self.embedder is not None else Wire(self.servicer)
+        self._grpc.add_generic_rpc_handlers((wire.handler(),))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)

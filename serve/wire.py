@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from .stubs import SERVICE_NAME, pb2
+from .textcut import TextTooLong, check_tails, cut_texts, spec_for
 
 # Bytes of the message being handled (a unary request, or the stream's latest message), for the servicer's
 # size decisions: a message's ByteSize() serialises it again (6.7 ms for a 10 MB text, on the event loop).
@@ -23,14 +24,23 @@ message_bytes: contextvars.ContextVar[int | None] = contextvars.ContextVar("mess
 
 
 class Wire:
-    def __init__(self, servicer):
+    def __init__(self, servicer, text_limit: int = 1 << 20):
+        """text_limit: bytes of a text field kept before parsing (textcut.py); at least what the model reads."""
         self.servicer = servicer
+        self.text_limit = text_limit
+        self._specs: dict[type, dict] = {}
 
     async def parse(self, cls, raw: bytes, context, where: str = "request"):
         message_bytes.set(len(raw))  # each handler runs in a task of its own: this call's value alone
+        spec = self._specs.get(cls)
+        if spec is None:
+            spec = self._specs[cls] = spec_for(cls.DESCRIPTOR)
+        raw, tails = cut_texts(raw, spec, self.text_limit)
         try:
-            return cls.FromString(raw)
-        except DecodeError as exc:
+            message = cls.FromString(raw)
+            await check_tails(tails)
+            return message
+        except (DecodeError, TextTooLong) as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where} is not a valid {cls.__name__}: {exc}")
 
     async def serialize(self, reply) -> bytes:

@@ -230,6 +230,9 @@ def test_a_10_mb_text_is_cut_and_reported_while_small_queries_and_health_answer(
     sender.join(120)
     reply = done["reply"]
     assert list(reply.truncated) == [0] and len(reply.vectors[0].values) == model.full_dim
+    # cut in its bytes before parsing (serve/textcut.py), it embeds as the whole text does in process
+    whole = model.embedder.embed([big])[0]
+    assert np.allclose(np.asarray(reply.vectors[0].values), whole, atol=1e-6)
     trimmer = model_server.servicer.trimmer
     if trimmer._trim is not None:  # glibc: the memory of the large request is handed back soon after
         for _ in range(300):
@@ -239,6 +242,20 @@ def test_a_10_mb_text_is_cut_and_reported_while_small_queries_and_health_answer(
         assert trimmer.trims >= 1
     _answered_while_busy(model_server.target, model.full_dim)
     raw.close()
+
+
+def test_a_long_text_that_is_not_utf8_past_the_part_the_model_reads_is_invalid_argument(model_server, model):
+    cut_at = model.text_bytes
+    good = pb2.EmbedRequest(items=[pb2.Item(text="a red square " * (cut_at // 6))]).SerializeToString()
+    bad = good[:-5] + b"\xff" + good[-4:]  # the same length, one byte past the cut not UTF-8
+    with grpc.insecure_channel(model_server.target) as channel:
+        call = channel.unary_unary("/omniembed.v1.OmniEmbed/Embed")  # raw bytes: the client cannot check them
+        assert len(pb2.EmbedResponse.FromString(call(good, metadata=AUTH, timeout=60)).vectors) == 1
+        with pytest.raises(grpc.RpcError) as info:
+            call(bad, metadata=AUTH, timeout=60)
+    assert info.value.code() == Code.INVALID_ARGUMENT
+    assert "not a valid EmbedRequest" in info.value.details() and "UTF-8" in info.value.details()
+    _answered_while_busy(model_server.target, model.full_dim)
 
 
 def test_int8_and_binary_encodings_follow_the_documented_rule(model_server, model):

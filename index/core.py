@@ -7,6 +7,7 @@ the log into files and starts a new log. The full-precision vectors are kept bes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 SUBSET_EXACT_MAX = 20_000
 # HNSW dead nodes cost search time; past this fraction a snapshot rebuilds the graph without them.
 COMPACT_DEAD_FRACTION = 0.25
+# Below this much work (queries x rows x dims) a search runs on one OpenMP thread: a parallel region wakes every
+# worker, which costs more than a small search takes (one query over 1,000 x 96: 330 -> 161 us; one query over
+# 100k x 256: 9.5 -> 7.3 ms); 16 queries over 100k x 256 still take half the time on two threads.
+PARALLEL_SEARCH_WORK = 10_000_000
 DEFAULT_SNAPSHOT_BYTES = 256 << 20
 
 
@@ -421,7 +426,8 @@ class Index:
             # an item and its windows are one hit: fetch more rows until k distinct items (or every row) are in
             fetch = k if not windows else min(rows, 4 * k)
             while True:
-                scores, slots = self._search_rows(q, fetch, dim, allowed, ad, ef_search, nprobe, refine)
+                with _search_threads(len(q) * rows * (dim or self.dim)):
+                    scores, slots = self._search_rows(q, fetch, dim, allowed, ad, ef_search, nprobe, refine)
                 if not windows:
                     return self._hits(scores, slots)
                 hits = self._collapsed_hits(scores, slots, k)
@@ -546,6 +552,21 @@ class Index:
                 "wal_bytes": self._wal.size if self._wal else 0, "gpu": gpu_available() and self.kind != "hnsw",
                 "recovery_notes": list(self.recovery_notes),
             }
+
+
+@contextlib.contextmanager
+def _search_threads(work: int):
+    """One OpenMP thread for a small search (PARALLEL_SEARCH_WORK). OpenMP keeps the thread count per thread, so
+    this sets the calling thread's alone, and puts back what it had."""
+    before = faiss.omp_get_max_threads()
+    if work >= PARALLEL_SEARCH_WORK or before == 1:
+        yield
+        return
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:

@@ -256,7 +256,7 @@ class MetadataStore:
                 q = ("SELECT slot, id, modality, uri, payload, parent, span_start, span_end FROM items "
                      f"WHERE slot IN ({','.join('?' * len(chunk))})")
                 for slot, id_, modality, uri, payload, parent, a, b in self._conn.execute(q, chunk):
-                    meta = {"modality": modality, "uri": uri, "payload": json.loads(payload)}
+                    meta = {"modality": modality, "uri": uri, "payload": {} if payload == "{}" else json.loads(payload)}
                     out[slot] = (id_, meta, parent, None if a is None else (a, b)) if with_spans else (id_, meta)
         return out
 

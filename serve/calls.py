@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sys
 import time
 
 import grpc
@@ -110,6 +111,15 @@ def deadline(context, default_s: float) -> float:
     if left is None or not left < default_s:
         left = default_s
     return time.monotonic() + max(0.0, left)
+
+
+async def until(awaitable, end: float):
+    """Await `awaitable` until `end` (time.monotonic(), the event loop's clock), else TimeoutError and it is
+    cancelled. Python 3.11's timeout_at costs less per call than wait_for (no waiter future, no extra task)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout_at(end):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, max(0.0, end - time.monotonic()))
 
 
 def expired(context) -> bool:

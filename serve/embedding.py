@@ -82,9 +82,14 @@ class ModelEmbedder:
     def prepare_many(self, items: Sequence[Sequence[RawSegment]], names: Sequence[str]) -> list:
         """prepare() of every item, a request's media decoded together by the embedder's decoding workers when
         there are two or more; an item that fails is named by decoding the items one by one again."""
+        from omniembed.tokenization.document import TextSegment
         from omniembed.tokenization.inputs import has_media
+        from omniembed.tokenization.windows import Decoded
 
         emb = self.embedder
+        if all(len(segs) == 1 and segs[0].kind == "text" for segs in items) and "text" in emb.modalities:
+            # a search by text, the common call: one document of one text segment each, nothing to decode
+            return [Decoded([[TextSegment(segs[0].value)]]) for segs in items]
         inputs = [_as_input(segs) for segs in items]
         pool = getattr(emb, "decode_pool", None)
         if pool is not None and pool.worth(sum(has_media(x) for x in inputs)):

@@ -22,7 +22,7 @@ from omniembed.tokenization.windows import pool
 
 from . import convert as cv
 from .batcher import MicroBatcher
-from .calls import CallGate, code_of, deadline, expired, messages, observed, observed_stream
+from .calls import CallGate, code_of, deadline, expired, messages, observed, observed_stream, until
 from .convert import RequestError, invalid
 from .embedding import ModelEmbedder
 from .memory import LARGE_BYTES, Trimmer
@@ -44,7 +44,7 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
         self.stats_pool = futures.ThreadPoolExecutor(1, thread_name_prefix="omniembed-stats")
         self.batcher = None
         if embedder is not None and config.batching:
-            self.batcher = MicroBatcher(lambda dim, docs: embedder.embed(docs, dim), max_batch=config.max_batch,
+            self.batcher = MicroBatcher(self._model_batch, max_batch=config.max_batch,
                                         max_wait_s=config.max_wait_ms / 1000, on_batch=metrics.batch_items.observe)
         self.searches = MicroBatcher(self._search_batch, max_batch=config.max_search_batch,
                                      name="omniembed-search")
@@ -67,7 +67,7 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
         """Await a batcher's concurrent Future within the call's deadline."""
         end = deadline(context, self.config.default_deadline_s)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, end - time.monotonic()))
+            return await until(asyncio.wrap_future(future), end)
         except (asyncio.TimeoutError, TimeoutError):
             future.cancel()
             raise RequestError(Code.DEADLINE_EXCEEDED, f"deadline passed while {what}") from None
@@ -142,11 +142,18 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
             n += 1
             yield reply
 
+    def _model_batch(self, key, docs: list) -> list | np.ndarray:
+        """The model batcher's call: key = dim embeds the docs; key = ("search", k, dim, adaptive, filter) embeds
+        them and searches the index with them, in this thread (a search by text costs no second thread hop)."""
+        if isinstance(key, tuple):
+            return self._search_batch(key[1:], self.embedder.embed(docs, self.index.dim))
+        return self.embedder.embed(docs, key)
+
     # ---- search
-    def _search_batch(self, key, queries: list[np.ndarray]) -> list:
+    def _search_batch(self, key, queries: list[np.ndarray] | np.ndarray) -> list:
         k, dim, adaptive, flt = key
-        return self.index.search(np.stack(queries), k, dim=dim, filter=json.loads(flt) if flt else None,
-                                 adaptive=adaptive)
+        q = queries if isinstance(queries, np.ndarray) else np.stack(queries)
+        return self.index.search(q, k, dim=dim, filter=json.loads(flt) if flt else None, adaptive=adaptive)
 
     @observed
     async def Search(self, request, context):
@@ -170,37 +177,10 @@ class Servicer(pb2_grpc.OmniEmbedServicer):
             if self.batcher is None:
                 q = await self._embed_prepared(docs, self.index.dim, context)
                 found = self.searches.submit(key, [q[0]], until)
-            else:  # the batcher's thread hands the vector straight to the search batcher: one wake of the loop
-                found = self._then_search(self.batcher.submit(self.index.dim, docs, until), key, until)
+            else:  # embedded and searched in the model batcher's thread: one wake of the loop
+                found = self.batcher.submit(("search", *key), docs, until)
         hits = (await self._result(found, context, "embedding and searching"))[0]
         return pb2.SearchResponse(hits=[cv.hit_message(h) for h in hits], dim=dim or self.index.dim)
-
-    def _then_search(self, embedded: futures.Future, key, until: float) -> futures.Future:
-        """A Future of the search for the vector `embedded` will hold, submitted from the thread that sets it."""
-        out: futures.Future = futures.Future()
-
-        def searched(f: futures.Future) -> None:
-            if f.cancelled():
-                out.cancel()
-            elif f.exception() is not None:
-                out.set_exception(f.exception())
-            else:
-                out.set_result(f.result())
-
-        def embedded_done(f: futures.Future) -> None:
-            if out.cancelled():
-                return
-            if f.cancelled() or f.exception() is not None:
-                searched(f)
-                return
-            try:
-                self.searches.submit(key, [f.result()[0]], until).add_done_callback(searched)
-            except Exception as exc:  # noqa: BLE001 - the batcher closed meanwhile: the caller gets it
-                out.set_exception(exc)
-
-        embedded.add_done_callback(embedded_done)
-        out.add_done_callback(lambda o: embedded.cancel() if o.cancelled() else None)
-        return out
 
     def _query_vector(self, vector, dim: int) -> np.ndarray:
         n = len(vector.values)

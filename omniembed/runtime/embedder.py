@@ -170,7 +170,9 @@ class Embedder:
         dim = self._check_dim(dim)
         encoded = self.encode_decoded(decoded)
         _report_cuts(encoded, self.max_tokens)
-        full = self.embed_ids([ids for e in encoded for ids in e.ids], batch_size=batch_size)
+        full = self.embed_ids([ids for e in encoded for ids in e.ids], batch_size=batch_size)  # unit rows
+        if len(full) == len(encoded) and dim == self.dim:  # no windows to pool, no prefix to cut
+            return full
         return prefix(pooled(encoded, full), dim)
 
     def embed_windows(self, inputs: Any, dim: int | None = None, batch_size: int = 32,
@@ -253,5 +255,5 @@ def _report_cuts(encoded: list[Encoded], max_tokens: int) -> None:
 def prefix(vectors: np.ndarray, dim: int) -> np.ndarray:
     """Matryoshka: the first `dim` components, re-normalised to unit length. (N, D) -> (N, dim)."""
     v = np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", v, v))[:, None]  # linalg.norm's checks cost more than this on few rows
     return v / np.maximum(norms, 1e-12)

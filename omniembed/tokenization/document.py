@@ -240,7 +240,10 @@ class DocumentTokenizer:
         return out
 
     def _text_ids(self, text: str) -> list[int]:
-        return self.vocab.text_ids(np.asarray(self.text.encode(text), dtype=np.int64)).tolist()
+        # BPE ids lie in [0, text_size) (checked against the vocabulary in __init__): shifted here without the
+        # array round trip and range check of Vocabulary.text_ids, which cost more than BPE on a short caption
+        start = self.vocab.text_range.start
+        return [i + start for i in self.text.encode(text)]
 
     def _image_block(self, codes: np.ndarray, index: int) -> list[list[int]]:
         """(B, N) local codes -> B lists of global ids, checking N against the image tokenizer."""

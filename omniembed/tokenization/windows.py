@@ -287,6 +287,8 @@ def encode_inputs(inputs: list, document_tokenizer, *, max_tokens: int, windowin
 
 def pooled(encoded: list[Encoded], vectors: np.ndarray) -> np.ndarray:
     """One vector per input from the vectors of every sequence of `encoded`, in order (windows pooled)."""
+    if len(vectors) == len(encoded):  # one sequence each: nothing to pool
+        return vectors
     out, row = [], 0
     for enc in encoded:
         n = len(enc.ids)

@@ -219,3 +219,23 @@ def test_the_id_rule_is_enforced_by_the_index_itself(make_index, backend):
     index.upsert(["x" * 512, "é" * 256, "../x"], np.ones((3, 4), np.float32))
     assert index.stats()["count"] == 3
     assert [item.id for item in index.get(["x" * 512, "é" * 256, "../x"])] == ["x" * 512, "é" * 256, "../x"]
+
+
+def test_small_searches_run_on_one_openmp_thread_and_leave_the_callers_count_as_it_was(make_index, vectors,
+                                                                                     monkeypatch):
+    import faiss
+
+    from omniembed.index import core
+
+    x = vectors(500)
+    ix = make_index("flat")
+    _fill(ix, x, with_meta=False)
+    seen = []
+    search = ix._search_rows
+    monkeypatch.setattr(ix, "_search_rows", lambda *a: (seen.append(faiss.omp_get_max_threads()), search(*a))[1])
+    before = faiss.omp_get_max_threads()
+    small = ix.search(x[:3], k=5)
+    monkeypatch.setattr(core, "PARALLEL_SEARCH_WORK", 1)  # every search counts as large
+    large = ix.search(x[:3], k=5)
+    assert seen == [1, before] and faiss.omp_get_max_threads() == before
+    assert [ids_of(h) for h in small] == [ids_of(h) for h in large]  # the same answer on any thread count

@@ -206,6 +206,8 @@ def parse_record(obj: Any, *, base_dir: str | Path, where: tuple[str, int] = ("<
     if not isinstance(id_, str) or not id_.strip():
         raise at.error("id", f"required non-empty string, got {_describe(id_)}")
     kind = obj.get("kind")
+    if kind is None and ("views" in obj) != ("segments" in obj):  # left out: what the record holds tells
+        kind = "item" if "views" in obj else "document"
     if kind not in KINDS:
         raise at.error("kind", f"unknown kind {_describe(kind)} (expected one of {list(KINDS)})")
     parse = _parse_item if kind == "item" else _parse_document

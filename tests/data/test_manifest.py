@@ -65,6 +65,14 @@ def test_documents_keep_segment_order_and_blank_lines_are_skipped(media_dir):
     assert record.segments[0].text == "look:" and record.split == "train"
 
 
+def test_kind_may_be_left_out_when_views_or_segments_say_it(media_dir):
+    item = {"id": "i", "views": {"text": "a cat", "image": "media/a.png"}}
+    doc = {"id": "d", "segments": [{"text": "look:"}, {"image": "media/a.png"}]}
+    record_item, record_doc = load_manifest(_write(media_dir, item, doc))
+    assert record_item.media["image"].suffix == "png" and record_item.texts == ("a cat",)
+    assert [s.modality for s in record_doc.segments] == ["text", "image"]
+
+
 def test_http_urls_are_accepted_by_the_format_but_not_fetched(media_dir):
     item = {"id": "u", "kind": "item", "views": {"image": "https://example.org/cat.png"}}
     (record,) = load_manifest(_write(media_dir, item))
@@ -81,7 +89,8 @@ BAD_CASES = [
     ({"kind": "item", "views": {"text": "x"}}, "field 'id': required non-empty string"),
     ({"id": 7, "kind": "item", "views": {"text": "x"}}, "field 'id': required non-empty string, got int"),
     ({"id": "a", "kind": "picture", "views": {"text": "x"}}, "field 'kind': unknown kind"),
-    ({"id": "a", "views": {"text": "x"}}, "field 'kind': unknown kind null"),
+    ({"id": "a"}, "field 'kind': unknown kind null"),
+    ({"id": "a", "views": {"text": "x"}, "segments": [{"text": "x"}]}, "field 'kind': unknown kind null"),
     ({"id": "a", "kind": "item"}, "field 'views': required object"),
     ({"id": "a", "kind": "item", "views": {}}, "field 'views': an item needs at least one view"),
     ({"id": "a", "kind": "item", "views": {"smell": "x.bin"}}, "field 'views.smell': unknown view"),

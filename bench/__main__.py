@@ -95,6 +95,9 @@ SUITE: dict[str, Bench] = {
     "spoken_digits": Bench(
         "bench.spoken_digits", "the main command on spoken (espeak-ng) and drawn digits: held-out R@1 by digit",
         args=("--out", "{out}"), quick=("--config", "tiny", "--per-voice", "2", "--out", "{out}")),
+    "image_dropout": Bench(
+        "bench.image_dropout", "model.image_dropout against none: handwritten + spoken digits, the world's 3 views",
+        args=("--out", "{out}"), quick=("--sets", "handwritten", "--rates", "0.1", "--out", "{out}")),
     "index_backends": Bench(
         "bench.index_backends", "FAISS vs Milvus Lite at 100k x 256: recall@10 and queries/s, flat and HNSW",
         args=("--out", "{out}"),

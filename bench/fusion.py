@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     (data.get("model") or {}).pop("kind", None)  # each arm sets its own kind
     # late fusion's towers embed media codes by their own rows: both arms do, so they differ in the kind only
     data.setdefault("model", {})["code_features"] = "none"
+    data["model"]["image_dropout"] = 0.0  # a drop of image codes by id: the early trunk's alone
     cfg = runconfig.from_dict(data, source=args.config)
     torch.set_num_threads(cfg.loop.threads)
     corpus, doc_tok = prepare(cfg, args.out / "shared")

@@ -3,7 +3,7 @@
 The event loop only checks requests and builds answers. Decoding, tokenizing and index calls run in a
 bounded thread pool; model calls and vector searches from concurrent requests are merged by two
 MicroBatchers (one model call per batch of items, one FAISS search per batch of queries with the same k,
-dim and filter).
+dim and filter). A search by text is one job of the model batcher: embedded and searched in its thread.
 """
 
 from __future__ import annotations

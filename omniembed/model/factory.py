@@ -26,6 +26,9 @@ def build_model(kind: str, cfg: ModelConfig, vocab=None, starts: Sequence[int] |
         raise ConfigError(f"model.code_features={cfg.code_features} is for the early-fusion trunk: late fusion's "
                           "towers embed media codes by their own rows; set model.code_features=none with "
                           "model.kind=late")
+    if cfg.image_dropout:
+        raise ConfigError(f"model.image_dropout={cfg.image_dropout} is for the early-fusion trunk, which tells image "
+                          "codes by their ids; set model.image_dropout=0 with model.kind=late")
     if starts is None:
         if vocab is None:
             raise ConfigError("model.kind='late' needs the Vocabulary (its id ranges route tokens to towers)")

@@ -226,6 +226,10 @@ class OmniModel(nn.Module):
             x = x * F.embedding(ids, self.code_free)
         if self.cfg.code_features != "none":
             x = x + self.code_proj(F.embedding(ids, self.code_table))
+        if self.training and self.cfg.image_dropout > 0:
+            lo, hi = self.cfg.image_ids
+            drop = (ids >= lo) & (ids < hi) & (torch.rand(ids.shape, device=ids.device) < self.cfg.image_dropout)
+            x = x.masked_fill(drop.unsqueeze(-1), 0.0)  # the code's input gone, its grid cell (below) kept
         if self.grid_emb is not None:
             x = x + self.grid_embedding(ids)
         x = self.drop(x)

@@ -115,3 +115,28 @@ def test_added_code_features_start_at_zero_and_the_map_learns_from_the_first_ste
     model.embed(ids).sum().backward()
     assert model.code_proj.weight.grad[:, 6:].abs().sum() > 0  # audio codes: the second half of the columns
     assert not model.code_proj.weight.grad[:, :6].any()  # no image code in the sequence
+
+
+def test_image_dropout_zeroes_image_code_inputs_in_training_only():
+    import pytest
+
+    from omniembed.errors import ConfigError
+    from omniembed.model.config import ModelConfig
+
+    vocab = Vocabulary(text_size=40, image_codebook=24, audio_codebook=16, time_buckets=4)
+    torch.manual_seed(0)
+    model = build_model("early", config_for_vocabulary("tiny", vocab, image_tokens=4, image_dropout=0.5), vocab)
+    image = torch.tensor([[vocab.special("<image>"), *[vocab.image_id(c) for c in (3, 7, 7, 1)],
+                           vocab.special("</image>")]])
+    others = torch.tensor([[vocab.text_id(t) for t in (1, 2, 3)] + [vocab.special("<audio>"), vocab.audio_id(2),
+                                                                     vocab.audio_id(5), vocab.special("</audio>")]])
+    with torch.no_grad():
+        evaluated, evaluated_others = model.eval().embed(image), model.embed(others)
+        assert torch.equal(model.embed(image), evaluated)  # no dropout at inference
+        model.train()
+        image_runs = [model.embed(image) for _ in range(20)]
+        other_runs = [model.embed(others) for _ in range(5)]
+    assert sum(not torch.allclose(r, evaluated, atol=1e-6) for r in image_runs) >= 10  # codes dropped, p = 0.5
+    assert all(torch.allclose(r, evaluated_others, atol=1e-6) for r in other_runs)  # text and audio never dropped
+    with pytest.raises(ConfigError, match="image_dropout"):
+        ModelConfig(vocab_size=100, image_dropout=1.0)

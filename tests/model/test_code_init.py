@@ -140,3 +140,6 @@ def test_image_dropout_zeroes_image_code_inputs_in_training_only():
     assert all(torch.allclose(r, evaluated_others, atol=1e-6) for r in other_runs)  # text and audio never dropped
     with pytest.raises(ConfigError, match="image_dropout"):
         ModelConfig(vocab_size=100, image_dropout=1.0)
+    with pytest.raises(ConfigError, match="image_dropout.*early-fusion"):  # late fusion's towers renumber ids
+        build_model("late", config_for_vocabulary("tiny", vocab, image_tokens=4, image_dropout=0.1,
+                                                  code_features="none"), vocab)

@@ -63,9 +63,9 @@ class ModelConfig:
     code_feature_dim: int = 96
     # In training, each image code's input (its row and code features) is zeroed with this chance, its grid
     # cell kept: an image is then known by what its codes share with others of its kind, not by the exact 16
-    # codes a training image happens to have. On real handwritten digits (bench/results/image_dropout.md)
-    # 0.1 lifted held-out R@1 from 0.87-1.00 to 0.93-1.00; audio codes, a few per spoken word, lost recall
-    # under the same treatment, so only image codes (images and video frames) are dropped.
+    # codes a training image happens to have (bench/results/image_dropout.md: 0.1 lifts the pairs that start
+    # from an image). Audio codes, a few per spoken word, lost recall under the same treatment, so only image
+    # codes (images and video frames) are dropped.
     image_dropout: float = 0.0
 
     def __post_init__(self):

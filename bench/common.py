@@ -101,3 +101,13 @@ def results_header(title: str, command: str) -> list[str]:
             f"- machine: {machine_line()}",
             f"- load average at the start: {load_average()} (shared machine: compare ratios, not absolute times)",
             ""]
+
+
+def write_results(folder: str | Path, name: str, lines: list[str]) -> Path:
+    """folder/name (created as needed) holding the markdown lines; says where."""
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / name
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+    return path

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, command_line, results_header
+from bench.common import RESULTS, command_line, results_header, write_results
 from bench.spoken_digits import CAPTIONS, TRAIN_VOICES, WORDS, speak
 from bench.worlds import subset
 
@@ -120,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {rate:g} | " + " | ".join(f"{r['torch'][p]:.3f}" for p in pairs) +
                          f" | {min(r['torch'].values()):.3f} | {r['minutes']:.1f} |")
         lines.append("")
-    target = Path(args.out)
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "image_dropout.md").write_text("\n".join(lines))
-    print(f"wrote {target / 'image_dropout.md'}")
+    write_results(args.out, "image_dropout.md", lines)
     return 0
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, command_line, results_header
+from bench.common import RESULTS, command_line, results_header, write_results
 
 TARGET = 0.9
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -172,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{'yes' if ok else 'no'} | {fresh.get(pair, float('nan')):.3f} | "
                      f"{seen.get(pair, float('nan')):.3f} |")
     lines.append("")
-    target = Path(args.out)
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "spoken_digits.md").write_text("\n".join(lines))
-    print(f"wrote {target / 'spoken_digits.md'}")
+    write_results(args.out, "spoken_digits.md", lines)
     return 0
 
 

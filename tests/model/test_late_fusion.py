@@ -153,8 +153,9 @@ def test_parameter_count_matches_the_early_fusion_trunk_within_two_percent():
     for sizes in ((40, 24, 16), (512, 64, 64), (2048, 512, 512)):
         vocab = Vocabulary(*sizes)
         for name in ("tiny", "small"):
-            # the formulas count no grid cells and no code features (late fusion has neither)
-            cfg = config_for_vocabulary(name, vocab, grid_position=False, code_features="none")
+            # the formulas count no grid cells and no code features (late fusion has neither, nor image dropout)
+            cfg = config_for_vocabulary(name, vocab, grid_position=False, code_features="none",
+                                        image_dropout=0.0)
             late, early = build_model("late", cfg, vocab), OmniModel(cfg)
             assert abs(late.num_params() - early.num_params()) <= 0.02 * early.num_params(), (sizes, name)
             assert late.num_params() == late_params(late.cfg, late.starts)

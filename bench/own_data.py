@@ -2,6 +2,7 @@
 and three modalities, and its held-out recall@1 on every pair present. bench/results/own_data.md.
 
     python -m bench.own_data [--shapes text+image,image+audio+text] [--config small] [--world DIR] [--out DIR]
+                             [--set key=value ...]
 
 Each shape's manifest keeps only those views of the world's items (bench/worlds.py; documents keep only those
 segments) and is run through `omniembed demo --manifest M` exactly as a user would run theirs: the tokenizers
@@ -27,13 +28,13 @@ from bench.worlds import subset
 TARGET = 0.9
 
 
-def run_shape(world: Path, shape: str, config: str, work: Path) -> dict:
+def run_shape(world: Path, shape: str, config: str, work: Path, overrides: list[str] = ()) -> dict:
     views = shape.split("+")
     manifest, _ = subset(world, work / shape / "data", views)
     out = work / shape / "demo"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "omniembed.cli", "demo", "--config", config, "--out", str(out),
-                           "--manifest", str(manifest), "--show", "0"], capture_output=True, text=True)
+                           "--manifest", str(manifest), "--show", "0", *overrides], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{shape}: the main command failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     record = json.loads((out / "run" / "eval.jsonl").read_text().splitlines()[-1])
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--world", help="a generated world (default: the config's, generated here)")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--work", help="scratch folder (default: a temporary one)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training config override for every shape (default settings without it)")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="own_data_"))
     world = Path(args.world) if args.world else None
@@ -63,12 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for shape in args.shapes.split(","):
         print(f"{shape}: the main command with --config {args.config} ...", file=sys.stderr, flush=True)
-        rows.append(run_shape(world, shape, args.config, work))
+        rows.append(run_shape(world, shape, args.config, work, args.set))
         print(f"  torch R@1 {rows[-1]['torch']}; gRPC top-1 {rows[-1]['grpc']}", file=sys.stderr, flush=True)
     lines = results_header("Own data shapes: the main command on 2- and 3-modality subsets of the synthetic world",
                            command_line(argv, "bench.own_data"))
+    settings = ", ".join(f"`{o}`" for o in args.set) or "default settings"
     lines += [f"- world: `{world}`; each shape keeps only its views of the same items (bench/worlds.py); config "
-              f"`{args.config}`, default settings otherwise; target: held-out R@1 >= {TARGET} on every pair", "",
+              f"`{args.config}`, {settings} otherwise; target: held-out R@1 >= {TARGET} on every pair", "",
               "| shape | pair | R@1 held-out, torch eval (full dim) | top-1 over gRPC (demo) | >= 0.9 | main command |",
               "|---|---|---:|---:|:-:|---:|"]
     for r in rows:

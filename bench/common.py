@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -111,3 +114,19 @@ def write_results(folder: str | Path, name: str, lines: list[str]) -> Path:
     path.write_text("\n".join(lines))
     print(f"wrote {path}")
     return path
+
+
+def run_main_command(out: Path, config: str, manifest: Path, *args: str, what: str = "") -> dict:
+    """`omniembed demo --config CONFIG --out OUT --manifest MANIFEST --show 0 ARGS` as a user runs it; its run's
+    last held-out evaluation at the full dim (`torch`: pair -> R@1), the demo's top-1 over gRPC (`grpc`), the
+    full dim and the command's wall seconds. A failed command ends the bench with its stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "omniembed.cli", "demo", "--config", config, "--out", str(out),
+                           "--manifest", str(manifest), "--show", "0", *args], capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{what or manifest}: the main command failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    dims = json.loads((out / "run" / "eval.jsonl").read_text().splitlines()[-1])["recall"]["dims"]
+    full = max(dims, key=int)
+    return {"seconds": seconds, "dim": full, "torch": {pair: r["1"] for pair, r in dims[full].items()},
+            "grpc": json.loads((out / "queries.json").read_text())}

@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import RESULTS, command_line, results_header, write_results
+from bench.common import RESULTS, command_line, results_header, run_main_command, write_results
 from bench.spoken_digits import CAPTIONS, TRAIN_VOICES, WORDS, speak
 from bench.worlds import subset
 
@@ -73,19 +71,6 @@ def synthetic_subset(root: Path) -> tuple[Path, Path]:
     return subset(world, root / "image+audio+text", ["image", "audio", "text"])
 
 
-def run(manifest: Path, heldout: Path, out: Path, overrides: list[str]) -> dict:
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "omniembed.cli", "demo", "--config", "small", "--out", str(out),
-                           "--manifest", str(manifest), "--heldout", str(heldout), "--show", "0", *overrides],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"the main command failed ({proc.returncode}) on {manifest}:\n{proc.stderr[-3000:]}")
-    dims = json.loads((out / "run" / "eval.jsonl").read_text().splitlines()[-1])["recall"]["dims"]
-    full = max(dims, key=int)
-    return {"torch": {pair: v["1"] for pair, v in dims[full].items()},
-            "grpc": json.loads((out / "queries.json").read_text()), "minutes": (time.perf_counter() - t0) / 60}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.image_dropout", description=__doc__.splitlines()[0])
     p.add_argument("--rates", default="0,0.1", help="model.image_dropout values, one run each per set")
@@ -103,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         manifest, heldout = sets[name]()
         for rate in rates:
             print(f"{name}: image_dropout={rate:g} ...", file=sys.stderr)
-            results[(name, rate)] = run(manifest, heldout, work / name / f"run-{rate:g}",
-                                        hit[name] + [f"model.image_dropout={rate:g}"])
+            results[(name, rate)] = run_main_command(work / name / f"run-{rate:g}", "small", manifest,
+                                                     "--heldout", str(heldout), *hit[name],
+                                                     f"model.image_dropout={rate:g}")
     lines = results_header("Image codes dropped in training (`model.image_dropout`), through the main command",
                            command_line(argv, "bench.image_dropout"))
     lines += ["- handwritten: scikit-learn's 1,797 scanned digits (43 writers) with spoken ones by espeak-ng "
@@ -118,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         for rate in rates:
             r = results[(name, rate)]
             lines.append(f"| {rate:g} | " + " | ".join(f"{r['torch'][p]:.3f}" for p in pairs) +
-                         f" | {min(r['torch'].values()):.3f} | {r['minutes']:.1f} |")
+                         f" | {min(r['torch'].values()):.3f} | {r['seconds'] / 60:.1f} |")
         lines.append("")
     write_results(args.out, "image_dropout.md", lines)
     return 0

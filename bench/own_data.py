@@ -16,33 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.common import RESULTS, command_line, results_header
+from bench.common import RESULTS, command_line, results_header, run_main_command
 from bench.worlds import subset
 
 TARGET = 0.9
 
 
 def run_shape(world: Path, shape: str, config: str, work: Path, overrides: list[str] = ()) -> dict:
-    views = shape.split("+")
-    manifest, _ = subset(world, work / shape / "data", views)
+    manifest, _ = subset(world, work / shape / "data", shape.split("+"))
     out = work / shape / "demo"
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "omniembed.cli", "demo", "--config", config, "--out", str(out),
-                           "--manifest", str(manifest), "--show", "0", *overrides], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{shape}: the main command failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    record = json.loads((out / "run" / "eval.jsonl").read_text().splitlines()[-1])
-    dims = record["recall"]["dims"]
-    full = max(dims, key=int)
-    return {"shape": shape, "seconds": time.perf_counter() - t0, "torch": {p: r["1"] for p, r in dims[full].items()},
-            "grpc": json.loads((out / "queries.json").read_text()), "dim": full,
-            "timings": json.loads((out / "timings.json").read_text())}
+    result = run_main_command(out, config, manifest, *overrides, what=shape)
+    return {"shape": shape, **result, "timings": json.loads((out / "timings.json").read_text())}
 
 
 def main(argv: list[str] | None = None) -> int:

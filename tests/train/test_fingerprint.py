@@ -2,11 +2,12 @@
 fingerprint (tests/train/tiny_fingerprint.json), so a refactor that changes what training computes fails here."""
 
 import json
-import platform
 from pathlib import Path
 
 import pytest
 import torch
+
+from bench.common import cpu_model
 
 FINGERPRINT = Path(__file__).with_name("tiny_fingerprint.json")
 
@@ -18,19 +19,12 @@ def _read(run_dir: Path) -> tuple[list[float], dict]:
     return losses, recall
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def test_tiny_training_reproduces_the_committed_losses_and_recall(tiny_run):
     want = json.loads(FINGERPRINT.read_text())
     losses, recall = _read(tiny_run)
     same_platform = (torch.__version__, torch.backends.cpu.get_cpu_capability()) == (want["torch"],
                                                                                        want["cpu_capability"])
-    if same_platform and _cpu_model() == want.get("cpu_model"):  # the build, kernels and CPU it was recorded on
+    if same_platform and cpu_model() == want.get("cpu_model"):  # the build, kernels and CPU it was recorded on
         assert losses == want["losses"]
         assert recall == want["recall_at_1"]
         return
@@ -55,5 +49,5 @@ def record(run_dir: Path) -> None:
     FINGERPRINT.write_text(json.dumps({
         "what": "tiny_run (tests/conftest.py): the tiny config on the session's 48-item world, seed 0, 12 steps",
         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "losses": losses, "recall_at_1": recall}, indent=1) + "\n")

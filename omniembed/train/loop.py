@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from omniembed.errors import ConfigError, ManifestError
 from omniembed.model import build_model, check_recorded, config_for_vocabulary, model_config_dict
+from omniembed.model.config import auto_dropout
 from omniembed.model.code_init import init_code_embeddings, set_code_features
 from omniembed.train import distributed as D
 from omniembed.train.batches import StreamBatches, TrainStream
@@ -53,6 +54,23 @@ def resolved_config(cfg: RunConfig, model, model_cfg) -> dict:
     return out
 
 
+def with_auto_dropout(section: dict, corpus, streamed: bool) -> dict:
+    """The model section with `dropout: auto` resolved by whether training items have a text view
+    (omniembed.model.config.auto_dropout). A streamed run's training items are not read before training: its
+    held-out items stand for them, and without those it counts as captioned."""
+    if section.get("dropout") != "auto":
+        return section
+    if corpus is None:
+        captioned, seen = True, "no held-out items to look at (streamed)"
+    else:
+        items = range(len(corpus.items)) if streamed else corpus.split("train")
+        captioned = any("text" in corpus.items[i].views() for i in items)
+        seen = f"{'held-out' if streamed else 'training'} items {'with' if captioned else 'without'} a text view"
+    dropout = auto_dropout(captioned)
+    log.info("model.dropout auto: %s (%s)", dropout, seen)
+    return {**section, "dropout": dropout}
+
+
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | None = None) -> dict:
     """All stages; returns the last evaluation record (rank 0) or {} (other ranks)."""
     started = time.perf_counter()
@@ -60,7 +78,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
     device = D.init_from_env()
     doc_tok, key, corpus, settings = prepare_data(cfg, run_dir)
 
-    model_cfg = config_for_vocabulary(cfg.model, doc_tok.vocab, image_tokens=doc_tok.tokens_per_image or 0)
+    model_cfg = config_for_vocabulary(with_auto_dropout(cfg.model, corpus, streamed=settings is not None), doc_tok.vocab, image_tokens=doc_tok.tokens_per_image or 0)
     torch.manual_seed(cfg.seed)
     # model.kind: early (OmniModel) | late (LateFusionModel at OmniModel(model_cfg)'s parameter count)
     model = build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)

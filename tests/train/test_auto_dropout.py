@@ -27,3 +27,11 @@ def test_the_small_config_resolves_auto_outside_training_and_refuses_other_words
     assert load_model_config("small", vocab_size=1000, grid_position=False).dropout == AUTO_DROPOUT[True]
     with pytest.raises(ConfigError, match=r"dropout.*\"auto\".*'sometimes'"):
         load_model_config("small", vocab_size=1000, grid_position=False, dropout="sometimes")
+
+
+def test_a_number_is_kept_and_a_stream_without_heldout_items_counts_as_captioned():
+    from omniembed.train.loop import with_auto_dropout
+
+    assert with_auto_dropout({"dropout": 0.2}, None, streamed=True) == {"dropout": 0.2}
+    assert with_auto_dropout({"dropout": "auto", "d_model": 8}, None, streamed=True) == {
+        "dropout": AUTO_DROPOUT[True], "d_model": 8}

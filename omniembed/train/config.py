@@ -202,8 +202,7 @@ def _model_section(data: Any, source: str) -> dict[str, Any]:
     model = _numbers(ModelConfig, {k: v for k, v in data.items() if k in known and not (auto and k == "dropout")},
                      "model")
     # the values' own checks, on a stand-in vocabulary (the real one exists only after stage 1)
-    ModelConfig.from_dict({**model, "image_tokens": 1, "image_ids": (0, 1), **({"dropout": 0.0} if auto else {})},
-                          source=f"{source}: section 'model'")
+    ModelConfig.from_dict({**model, "image_tokens": 1, "image_ids": (0, 1)}, source=f"{source}: section 'model'")
     if auto:
         model["dropout"] = "auto"
     return {**model, **{k: data[k] for k in (*BUILD_KEYS, *DERIVED_KEYS) if k in data}}

@@ -78,7 +78,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, stop_at: int | No
     device = D.init_from_env()
     doc_tok, key, corpus, settings = prepare_data(cfg, run_dir)
 
-    model_cfg = config_for_vocabulary(with_auto_dropout(cfg.model, corpus, streamed=settings is not None), doc_tok.vocab, image_tokens=doc_tok.tokens_per_image or 0)
+    section = with_auto_dropout(cfg.model, corpus, streamed=settings is not None)
+    model_cfg = config_for_vocabulary(section, doc_tok.vocab, image_tokens=doc_tok.tokens_per_image or 0)
     torch.manual_seed(cfg.seed)
     # model.kind: early (OmniModel) | late (LateFusionModel at OmniModel(model_cfg)'s parameter count)
     model = build_model(cfg.model.get("kind", "early"), model_cfg, doc_tok.vocab).to(device)
